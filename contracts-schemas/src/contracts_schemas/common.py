@@ -1,0 +1,54 @@
+"""Value types shared by several contexts."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from contracts_schemas.base import Contract
+
+
+class ProductLine(StrEnum):
+    """CT-2 product lines."""
+
+    LIABILITY = "liability"
+    MOTOR = "motor"
+    ACCIDENT = "accident"
+    LEGAL_PROTECTION = "legal_protection"
+    HOUSEHOLD_CONTENTS = "household_contents"
+    BUILDING = "building"
+    LONG_TERM_CARE = "long_term_care"
+    OCCUPATIONAL_DISABILITY = "occupational_disability"
+    LIFE = "life"
+    PENSION = "pension"
+    FULL_HEALTH = "full_health"
+    SUPPLEMENTARY_HEALTH = "supplementary_health"
+    TRAVEL_HEALTH = "travel_health"
+    COMPANY_PENSION = "company_pension"
+    COMPANY_HEALTH = "company_health"
+    INVESTMENT = "investment"
+
+
+class Carrier(StrEnum):
+    """CT-2 carriers."""
+
+    ALLIANZ_VERSICHERUNGS_AG = "allianz_versicherungs_ag"
+    ALLIANZ_LEBENSVERSICHERUNGS_AG = "allianz_lebensversicherungs_ag"
+    ALLIANZ_PRIVATE_KRANKENVERSICHERUNGS_AG = "allianz_private_krankenversicherungs_ag"
+    ALLIANZ_GLOBAL_INVESTORS = "allianz_global_investors"
+    ALLVEST = "allvest"
+    FOURMORE = "fourmore"
+
+
+class PostalAddress(Contract):
+    recipient: str = Field(min_length=1, max_length=200)
+    street: str = Field(min_length=1, max_length=200)
+    postal_code: str = Field(min_length=1, max_length=20)
+    city: str = Field(min_length=1, max_length=100)
+    country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
+
+
+class NotificationChannel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"

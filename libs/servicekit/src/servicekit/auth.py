@@ -1,0 +1,219 @@
+"""Who is calling: customer access tokens and service credentials.
+
+Customer tokens are JWTs signed with an asymmetric key (RS256/ES256/EdDSA) published by
+the identity service as a JWKS. Audience, issuer and expiry are checked against the
+injected clock; `amr` says how the session was authenticated (ID-10), which services
+enforce (DOC-3). Internal endpoints take service credentials instead: HTTP Basic with a
+system name and a secret whose SHA-256 digest is configured (the secret itself is never
+stored in configuration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import httpx
+import jwt
+from jwt import PyJWK
+
+from servicekit.clock import Clock
+
+ALGORITHMS = ["RS256", "ES256", "EdDSA"]
+SECOND_FACTOR_METHODS = frozenset({"sms", "otp", "mfa"})
+
+
+class AuthLevel(StrEnum):
+    PASSWORD = "password"  # noqa: S105 - a level name, not a secret
+    PASSWORD_AND_SMS = "password+sms"  # noqa: S105
+
+
+class Unauthenticated(Exception):
+    """No valid credentials; the message is safe to show (it never says why in detail)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    customer_id: str
+    auth_level: AuthLevel
+    token_id: str | None = None
+
+    @property
+    def has_second_factor(self) -> bool:
+        return self.auth_level is AuthLevel.PASSWORD_AND_SMS
+
+
+class KeySource(Protocol):
+    async def key(self, kid: str) -> PyJWK: ...
+
+
+class StaticKeys:
+    """Keys given up front: for tests, and for deployments that pin their keys."""
+
+    def __init__(self, jwks: Mapping[str, Any]) -> None:
+        self._keys = {k["kid"]: PyJWK(k) for k in jwks["keys"]}
+
+    async def key(self, kid: str) -> PyJWK:
+        try:
+            return self._keys[kid]
+        except KeyError:
+            raise Unauthenticated("unknown signing key") from None
+
+
+class JwksUrlKeys:
+    """Keys fetched from a JWKS URL, cached, refetched when an unknown `kid` appears
+    (key rotation) but at most once per `min_refresh_seconds`."""
+
+    def __init__(
+        self, url: str, client: httpx.AsyncClient, clock: Clock, min_refresh_seconds: int = 60
+    ) -> None:
+        self._url = url
+        self._client = client
+        self._clock = clock
+        self._min_refresh = min_refresh_seconds
+        self._keys: dict[str, PyJWK] = {}
+        self._fetched_at: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> PyJWK:
+        if kid not in self._keys:
+            async with self._lock:
+                if kid not in self._keys and self._may_refresh():
+                    await self._refresh()
+        try:
+            return self._keys[kid]
+        except KeyError:
+            raise Unauthenticated("unknown signing key") from None
+
+    def _may_refresh(self) -> bool:
+        if self._fetched_at is None:
+            return True
+        return (self._clock.now() - self._fetched_at).total_seconds() >= self._min_refresh
+
+    async def _refresh(self) -> None:
+        response = await self._client.get(self._url, timeout=5.0)
+        response.raise_for_status()
+        self._keys = {k["kid"]: PyJWK(k) for k in response.json()["keys"] if "kid" in k}
+        self._fetched_at = self._clock.now()
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        keys: KeySource,
+        clock: Clock,
+        audience: str,
+        issuer: str | None = None,
+        leeway_seconds: int = 30,
+    ) -> None:
+        self._keys = keys
+        self._clock = clock
+        self._audience = audience
+        self._issuer = issuer
+        self._leeway = leeway_seconds
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            key = await self._keys.key(str(header.get("kid", "")))
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=ALGORITHMS,
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
+                         "require": ["sub", "exp", "aud"]},
+            )  # fmt: skip
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("invalid token") from exc
+        self._check_times(claims)
+        methods = set(claims.get("amr") or ())
+        level = (
+            AuthLevel.PASSWORD_AND_SMS if methods & SECOND_FACTOR_METHODS else AuthLevel.PASSWORD
+        )
+        return Principal(str(claims["sub"]), level, claims.get("jti"))
+
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
+        now = self._clock.now().timestamp()
+        if float(claims["exp"]) + self._leeway < now:
+            raise Unauthenticated("token expired")
+        if "nbf" in claims and float(claims["nbf"]) - self._leeway > now:
+            raise Unauthenticated("token not yet valid")
+
+
+class ServiceCredentials:
+    """Internal callers: `Authorization: Basic base64(system:secret)`."""
+
+    def __init__(self, digests: Mapping[str, str]) -> None:
+        self._digests = {system: digest.lower() for system, digest in digests.items()}
+
+    @staticmethod
+    def digest(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    def verify(self, authorization: str | None) -> str:
+        """The calling system's name; raises Unauthenticated."""
+        scheme, _, encoded = (authorization or "").partition(" ")
+        if scheme.lower() != "basic" or not encoded:
+            raise Unauthenticated("service credentials required")
+        try:
+            system, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise Unauthenticated("malformed service credentials") from None
+        expected = self._digests.get(system, "0" * 64)
+        if not hmac.compare_digest(expected, self.digest(secret)) or system not in self._digests:
+            raise Unauthenticated("invalid service credentials")
+        return system
+
+
+def basic_authorization(system: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{system}:{secret}".encode()).decode()
+
+
+def mint_token(
+    private_jwk: Mapping[str, Any],
+    subject: str,
+    audience: str,
+    expires_at: datetime,
+    *,
+    methods: tuple[str, ...] = ("pwd",),
+    issuer: str | None = None,
+) -> str:
+    """Sign a customer token (tests, and the identity service until it has its own)."""
+    key = PyJWK(dict(private_jwk))
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "aud": audience,
+        "exp": int(expires_at.astimezone(UTC).timestamp()),
+        "amr": list(methods),
+    }
+    if issuer:
+        claims["iss"] = issuer
+    return jwt.encode(
+        claims, key.key, algorithm=private_jwk.get("alg", "ES256"),
+        headers={"kid": private_jwk["kid"]},
+    )  # fmt: skip
+
+
+def generate_signing_key(kid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fresh ES256 key pair as (private JWK, public JWKS)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    private_jwk = json.loads(ECAlgorithm.to_jwk(private)) | {"kid": kid, "alg": "ES256"}
+    public_jwk = json.loads(ECAlgorithm.to_jwk(private.public_key())) | {
+        "kid": kid,
+        "alg": "ES256",
+        "use": "sig",
+    }
+    return private_jwk, {"keys": [public_jwk]}

@@ -1,0 +1,170 @@
+"""Append-only event store on PostgreSQL with optimistic concurrency and a transactional outbox.
+
+`append` writes the events and their outbox rows in the caller's transaction: either
+both are committed or neither is, so an event is never stored without being published,
+nor published without being stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from contracts_schemas import Event, partition_key, topic_of
+from contracts_schemas.base import Contract
+from contracts_schemas.cloudevents import encode
+
+from servicekit.db import Connection
+from servicekit.tracing import current_traceparent
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the stream since the caller read it."""
+
+    def __init__(self, stream_id: str, expected_version: int, actual_version: int | None) -> None:
+        super().__init__(
+            f"stream {stream_id} is at version {actual_version}, expected {expected_version}"
+        )
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+
+class DuplicateEvent(Exception):
+    """An event with this id is stored already (a retried command derived the same id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    global_position: int
+    event_id: UUID
+    stream_id: str
+    stream_version: int
+    event_type: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+_INSERT_EVENTS = """
+INSERT INTO events (event_id, stream_id, stream_version, event_type, occurred_at, payload)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::jsonb[])
+"""
+_INSERT_OUTBOX = """
+INSERT INTO outbox (event_id, topic, partition_key, headers, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[])
+"""
+
+
+TopicOf = Callable[[Contract], str]
+
+
+class EventStore:
+    """`source` is the CloudEvents source of what this service publishes; `topic_for`
+    routes each message (the registry's topic unless a deployment prefixes them)."""
+
+    def __init__(self, source: str, topic_for: TopicOf = topic_of) -> None:
+        self._source = source
+        self._topic_for = topic_for
+
+    async def append(
+        self,
+        conn: Connection,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[Event],
+    ) -> None:
+        """Append `events` to a stream at `expected_version`, and queue them for publishing.
+
+        Must run inside a transaction. Raises ConcurrencyConflict when the stream moved.
+        """
+        if not events:
+            return
+        for offset, event in enumerate(events, start=1):
+            if event.aggregate_version != expected_version + offset:
+                raise ValueError(
+                    f"{type(event).__name__} has version {event.aggregate_version}, "
+                    f"expected {expected_version + offset}"
+                )
+        actual = await self.stream_version(conn, stream_id)
+        if actual != expected_version:
+            raise ConcurrencyConflict(stream_id, expected_version, actual)
+        payloads = [event.model_dump_json() for event in events]
+        try:
+            await conn.execute(
+                _INSERT_EVENTS,
+                [e.event_id for e in events],
+                [stream_id] * len(events),
+                [e.aggregate_version for e in events],
+                [e.type_name() for e in events],
+                [e.occurred_at for e in events],
+                payloads,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "events_event_id_unique":
+                raise DuplicateEvent(str(exc)) from exc
+            raise ConcurrencyConflict(stream_id, expected_version, None) from exc
+        await self.enqueue(conn, events)
+
+    async def enqueue(self, conn: Connection, messages: Sequence[Contract]) -> None:
+        """Queue messages in the outbox (same transaction as the caller's writes)."""
+        traceparent = current_traceparent()
+        cloud_events = [encode(m, self._source, traceparent) for m in messages]
+        await conn.execute(
+            _INSERT_OUTBOX,
+            [ce.id for ce in cloud_events],
+            [self._topic_for(m) for m in messages],
+            [partition_key(m) for m in messages],
+            [json.dumps([[k, v.decode()] for k, v in ce.headers()]) for ce in cloud_events],
+            [ce.data for ce in cloud_events],
+        )
+
+    @staticmethod
+    async def stream_version(conn: Connection, stream_id: str) -> int:
+        version = await conn.fetchval(
+            "SELECT max(stream_version) FROM events WHERE stream_id = $1", stream_id
+        )
+        return int(version or 0)
+
+    @staticmethod
+    async def read_stream(conn: Connection, stream_id: str) -> list[RecordedEvent]:
+        rows = await conn.fetch(
+            "SELECT global_position, event_id, stream_id, stream_version, event_type,"
+            " occurred_at, payload FROM events WHERE stream_id = $1 ORDER BY stream_version",
+            stream_id,
+        )
+        return [_recorded(row) for row in rows]
+
+    @staticmethod
+    async def read_all(
+        conn: Connection, after_position: int = 0, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """Events in global order, for rebuilding projections from the log."""
+        rows = await conn.fetch(
+            "SELECT global_position, event_id, stream_id, stream_version, event_type,"
+            " occurred_at, payload FROM events WHERE global_position > $1"
+            " ORDER BY global_position LIMIT $2",
+            after_position,
+            limit,
+        )
+        return [_recorded(row) for row in rows]
+
+    @staticmethod
+    async def global_position(conn: Connection) -> int:
+        return int(await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events"))
+
+
+def _recorded(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        global_position=row["global_position"],
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        event_type=row["event_type"],
+        occurred_at=row["occurred_at"],
+        payload=json.loads(row["payload"]),
+    )

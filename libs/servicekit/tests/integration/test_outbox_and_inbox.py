@@ -1,0 +1,189 @@
+"""Outbox relay and inbox consumer against the real Kafka broker and PostgreSQL.
+
+Crashes are simulated where they hurt most: between the broker's acknowledgement and
+marking rows sent, and between the database commit and the offset commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Sequence
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from contracts_schemas.cloudevents import encode
+from kit_factories import premium_paid
+from kit_running import effects, eventually, record_effects, running
+from servicekit.consumer import InboxConsumer
+from servicekit.eventstore import EventStore
+from servicekit.kafka import OutgoingRecord, at_least_once_consumer, publish_all
+from servicekit.outbox import OutboxRelay
+from servicekit.testing import read_topic, unique
+
+pytestmark = pytest.mark.integration
+
+
+class Crash(Exception):
+    """Stands for the process dying at this point."""
+
+
+async def store_events(pool: asyncpg.Pool, store: EventStore, count: int) -> list[str]:
+    events = [premium_paid(f"pol-{i}", 1, amount_cents=100 * (i + 1)) for i in range(count)]
+    async with pool.acquire() as conn, conn.transaction():
+        for event in events:
+            await store.append(conn, event.aggregate_id, 0, [event])
+    return [str(e.event_id) for e in events]
+
+
+def consumer_for(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str, group: str, topic: str
+) -> InboxConsumer:
+    kafka = at_least_once_consumer(bootstrap, group, [topic])
+    return InboxConsumer(
+        name=group, consumer=kafka, producer=producer, pool=pool, handler=record_effects
+    )
+
+
+async def consume_until(consumer: InboxConsumer, pool: asyncpg.Pool, rows: int) -> None:
+    await consumer._consumer.start()
+    try:
+        async with running(consumer.run):
+            await eventually(lambda: _has_rows(pool, rows))
+    finally:
+        await consumer._consumer.stop()
+
+
+async def _has_rows(pool: asyncpg.Pool, rows: int) -> bool:
+    return len(await effects(pool)) >= rows
+
+
+async def test_relay_publishes_pending_events_in_order_and_marks_them_sent(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+) -> None:
+    topic = unique("test.relay")
+    store = EventStore("/test", topic_for=lambda _: topic)
+    events = [premium_paid("pol-same-key", v) for v in range(1, 21)]
+    async with pool.acquire() as conn, conn.transaction():
+        await store.append(conn, "pol-same-key", 0, events)
+    relay = OutboxRelay(pool, functools.partial(publish_all, producer), lock_key=1)
+
+    assert await relay.publish_pending() == 20
+    assert await relay.publish_pending() == 0
+    assert await relay.backlog() == 0
+    records = await read_topic(bootstrap, topic, at_least=20)
+    assert [r.key for r in records] == [b"pol-same-key"] * 20
+    assert [dict(r.headers)["ce_id"].decode() for r in records] == [str(e.event_id) for e in events]
+
+
+async def test_relay_killed_after_publishing_before_marking_sent_yields_exactly_one_effect(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+) -> None:
+    topic = unique("test.relay-crash")
+    store = EventStore("/test", topic_for=lambda _: topic)
+    ids = await store_events(pool, store, 5)
+
+    async def publish_then_die(records: Sequence[OutgoingRecord]) -> None:
+        await publish_all(producer, records)
+        raise Crash
+
+    with pytest.raises(Crash):
+        await OutboxRelay(pool, publish_then_die, lock_key=2).publish_pending()
+    restarted = OutboxRelay(pool, functools.partial(publish_all, producer), lock_key=2)
+    assert await restarted.publish_pending() == 5, "unmarked rows are published again"
+
+    on_topic = await read_topic(bootstrap, topic, at_least=10)
+    assert len(on_topic) == 10, "the broker really holds every event twice"
+    consumer = consumer_for(pool, producer, bootstrap, unique("g"), topic)
+    await consume_until(consumer, pool, 5)
+    rows = await effects(pool)
+    assert sorted(r["event_id"] for r in rows) == sorted(ids)
+    assert consumer.duplicates == 5
+
+
+async def test_consumer_killed_after_db_commit_before_offset_commit_has_no_second_effect(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+) -> None:
+    topic = unique("test.consumer-crash")
+    store = EventStore("/test", topic_for=lambda _: topic)
+    await store_events(pool, store, 5)
+    await OutboxRelay(pool, functools.partial(publish_all, producer), lock_key=3).publish_pending()
+    group = unique("g")
+
+    first = consumer_for(pool, producer, bootstrap, group, topic)
+
+    async def die(*_: object) -> None:
+        raise Crash
+
+    first._consumer.commit = die  # type: ignore[method-assign]
+    await first._consumer.start()
+    try:
+        with pytest.raises(Crash):
+            await first.run(asyncio.Event())
+    finally:
+        await first._consumer.stop()
+    assert len(await effects(pool)) == 5, "the effect committed before the crash"
+
+    second = consumer_for(pool, producer, bootstrap, group, topic)
+    await second._consumer.start()
+    try:
+        async with running(second.run):
+            await eventually(lambda: _is(second.duplicates, 5))
+    finally:
+        await second._consumer.stop()
+    assert len(await effects(pool)) == 5, "re-delivered events were absorbed by the inbox"
+    assert second.processed == 0
+
+
+async def test_poison_messages_go_to_the_dead_letter_topic_with_a_reason_and_later_ones_still_apply(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+) -> None:
+    topic = unique("test.poison")
+    good_before, good_after = premium_paid("p1", 1), premium_paid("p2", 1, amount_cents=500)
+    valid = encode(good_before, "/test")
+    unknown = encode(good_before, "/test")
+    records = [
+        OutgoingRecord(topic, "p1", valid.data, valid.headers()),
+        OutgoingRecord(topic, "p1", b"\x00 not json", []),
+        OutgoingRecord(
+            topic,
+            "p1",
+            unknown.data,
+            [
+                (k, b"de.portal.contracts.Unheard.v1" if k == "ce_type" else v)
+                for k, v in unknown.headers()
+            ],
+        ),
+        OutgoingRecord(
+            topic,
+            "p1",
+            b'{"event_id": "not-a-uuid"}',
+            [
+                (k, b"00000000-0000-0000-0000-000000000001" if k == "ce_id" else v)
+                for k, v in valid.headers()
+            ],
+        ),
+        OutgoingRecord(
+            topic, "p1", encode(good_after, "/test").data, encode(good_after, "/test").headers()
+        ),
+    ]
+    await publish_all(producer, records)
+    group = unique("g")
+
+    consumer = consumer_for(pool, producer, bootstrap, group, topic)
+    await consume_until(consumer, pool, 2)
+
+    assert [r["amount"] for r in await effects(pool)] == [1000, 500]
+    dead = await read_topic(bootstrap, f"portal.dlq.{group}", at_least=3)
+    reasons = [dict(r.headers)["x-dlq-reason"].decode() for r in dead]
+    assert len(dead) == 3
+    assert "missing CloudEvents attributes" in reasons[0] or "specversion" in reasons[0]
+    assert "unknown event type" in reasons[1]
+    assert "schema violation" in reasons[2]
+    assert {dict(r.headers)["x-dlq-original-topic"].decode() for r in dead} == {topic}
+    assert [int(dict(r.headers)["x-dlq-original-offset"]) for r in dead] == [1, 2, 3]
+
+
+async def _is(actual: int, expected: int) -> bool:
+    return actual == expected
