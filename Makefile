@@ -1,0 +1,54 @@
+# The two commands a new machine needs: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+PLATFORM := deploy/local/platform
+
+.PHONY: help run stop test test-unit lint format bench schemas tools
+
+help:
+	@echo "make run    - start Kafka, PostgreSQL and every service; print what runs where"
+	@echo "make stop   - stop what make run started"
+	@echo "make test   - start what the tests need, run unit, integration and e2e tests, stop it"
+	@echo "make lint   - ruff and mypy (strict)"
+	@echo "make bench  - throughput benchmarks against their baselines"
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml */*/pyproject.toml)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+tools: .venv/.synced
+
+run: tools
+	@scripts/run-platform start
+
+stop:
+	@scripts/run-platform stop
+
+test: tools
+	@scripts/with-platform $(UV) run pytest $(PYTEST_ARGS)
+
+test-unit: tools
+	$(UV) run pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+lint: tools
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy -p servicekit -p contracts_schemas -p contracts -p loyalty -p notifier
+	$(UV) run python -m contracts_schemas.export --check
+
+format: tools
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+schemas: tools
+	$(UV) run python -m contracts_schemas.export
+
+bench: tools
+	@scripts/with-platform $(UV) run python -m bench $(BENCH_ARGS)
