@@ -63,18 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check, write nothing")
     args = parser.parse_args(argv)
     problems = problems_against_committed()
-    for type_name, found in problems.items():
-        for problem in found:
-            print(f"{type_name}: {problem}", file=sys.stderr)
     if args.check:
+        _report(problems)
         return 1 if problems else 0
     incompatible = {t: p for t, p in problems.items() if not p[0].startswith("no committed")}
     if incompatible:
+        _report(incompatible)
         print("refusing to overwrite: bump schema_version for breaking changes", file=sys.stderr)
         return 1
     for path in write_all():
         print(path.relative_to(SCHEMA_DIR.parent))
     return 0
+
+
+def _report(problems: dict[str, list[str]]) -> None:
+    for type_name, found in problems.items():
+        for problem in found:
+            print(f"{type_name}: {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,12 @@ class CustomerRegistered(CustomerEvent):
     mobile: str | None = Field(default=None, max_length=30)
 
 
+class AccountActivated(CustomerEvent):
+    """ID-3: the activation code was entered; contracts, mailbox and documents appear."""
+
+
 class AccountCancelled(CustomerEvent):
-    pass
+    """ID-9: the portal account was cancelled."""
 
 
 class ContactDetailsChanged(CustomerEvent):

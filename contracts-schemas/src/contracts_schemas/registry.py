@@ -44,6 +44,7 @@ REGISTRY: dict[str, Registration] = {
     **_on(
         topics.IDENTITY_CUSTOMER,
         identity.CustomerRegistered,
+        identity.AccountActivated,
         identity.AccountCancelled,
         identity.ContactDetailsChanged,
         identity.AddressChanged,

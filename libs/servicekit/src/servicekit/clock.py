@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,27 @@ class FixedClock:
 
     def advance(self, by: timedelta) -> None:
         self._at += by
+
+
+class FileClock:
+    """Business time read from a file when it exists, else the system clock.
+
+    For test and staging environments only (PORTAL_CLOCK_FILE): end-to-end tests move the
+    platform's business time by rewriting the file. Production never sets it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def now(self) -> datetime:
+        try:
+            text = self._path.read_text().strip()
+        except FileNotFoundError:
+            return datetime.now(UTC)
+        at = datetime.fromisoformat(text)
+        if at.tzinfo is None:
+            raise ValueError(f"{self._path} must hold an aware ISO datetime, got {text!r}")
+        return at
 
 
 def berlin_date(at: datetime) -> date:

@@ -22,6 +22,7 @@ from contracts_schemas.cloudevents import CloudEvent, InvalidMessage, decode, fr
 from contracts_schemas.topics import dead_letter_topic
 
 from servicekit.db import Connection
+from servicekit.eventstore import transaction_retrying_conflicts
 from servicekit.kafka import OutgoingRecord, publish_all
 from servicekit.logging import get_logger
 from servicekit.tracing import context_from_headers, tracer
@@ -94,7 +95,7 @@ class InboxConsumer:
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         records = [r for partition_records in batch.values() for r in partition_records]
-        deliveries, dead = _decode_all(records)
+        deliveries, dead = decode_records(records)
         with tracer(__name__).start_as_current_span(
             f"consume {self.name}", context=context_from_headers(records[0].headers)
         ):
@@ -107,21 +108,24 @@ class InboxConsumer:
         if not deliveries:
             return []
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._apply_fresh(conn, deliveries)
+            await self._in_transaction(deliveries)
             return []
         except Rejected:
             log.warning("batch_rejected_retrying_one_by_one", consumer=self.name)
         dead: list[DeadLetter] = []
         for delivery in deliveries:
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    await self._apply_fresh(conn, [delivery])
+                await self._in_transaction([delivery])
             except Rejected as rejection:
                 async with self._pool.acquire() as conn:
                     await _remember(conn, self.name, [delivery.event_id])
                 dead.append(DeadLetter(delivery.record, rejection.reason))
         return dead
+
+    async def _in_transaction(self, deliveries: list[Delivery]) -> None:
+        await transaction_retrying_conflicts(
+            self._pool, lambda conn: self._apply_fresh(conn, deliveries)
+        )
 
     async def _apply_fresh(self, conn: Connection, deliveries: list[Delivery]) -> None:
         fresh_ids = await _remember(conn, self.name, [d.event_id for d in deliveries])
@@ -159,7 +163,7 @@ class InboxConsumer:
             log.warning("offset_commit_failed", consumer=self.name, error=repr(exc))
 
 
-def _decode_all(
+def decode_records(
     records: Sequence[ConsumerRecord[bytes, bytes]],
 ) -> tuple[list[Delivery], list[DeadLetter]]:
     deliveries: list[Delivery] = []

@@ -8,10 +8,10 @@ nor published without being stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -21,6 +21,8 @@ from contracts_schemas.cloudevents import encode
 
 from servicekit.db import Connection
 from servicekit.tracing import current_traceparent
+
+T = TypeVar("T")
 
 
 class ConcurrencyConflict(Exception):
@@ -156,6 +158,21 @@ class EventStore:
     @staticmethod
     async def global_position(conn: Connection) -> int:
         return int(await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events"))
+
+
+async def transaction_retrying_conflicts(
+    pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]], attempts: int = 5
+) -> T:
+    """Run `work` in a transaction; when another writer moved a stream first, run it again
+    on fresh state (the decision is re-taken, never blindly re-applied)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        except ConcurrencyConflict:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _recorded(row: asyncpg.Record) -> RecordedEvent:

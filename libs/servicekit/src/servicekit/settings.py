@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -17,10 +19,14 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     jwks_url: str | None = None
+    jwks: str | None = None  # inline JWKS JSON: development and tests
+    topic_prefix: str = ""  # isolates test runs sharing one broker
     token_audience: str = "portal"  # noqa: S105 - an audience, not a secret
     token_issuer: str | None = None
-    service_credentials: dict[str, SecretStr] = Field(default_factory=dict)
+    # system name -> SHA-256 hex digest of its secret (see servicekit.auth.ServiceCredentials)
+    service_credentials: dict[str, str] = Field(default_factory=dict)
     log_level: str = "INFO"
+    clock_file: Path | None = None  # test environments only: see servicekit.clock.FileClock
 
     @property
     def schema_name(self) -> str:

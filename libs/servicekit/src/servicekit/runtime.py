@@ -1,0 +1,131 @@
+"""What every service process is made of, wired the same way everywhere.
+
+A service's bootstrap builds a `Runtime` and adds its own handlers: migrations applied,
+one pool, one idempotent producer, the event store with its outbox relay, inbox
+consumers that survive broker restarts, and the token verifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from contracts_schemas import topic_of
+from contracts_schemas.base import Contract
+
+from servicekit.auth import JwksUrlKeys, KeySource, ServiceCredentials, StaticKeys, TokenVerifier
+from servicekit.clock import Clock, FileClock, SystemClock
+from servicekit.consumer import Handler, InboxConsumer
+from servicekit.db import create_pool, migrate, migrations_in
+from servicekit.eventstore import EventStore
+from servicekit.kafka import at_least_once_consumer, ensure_topics, publish_all, reliable_producer
+from servicekit.logging import configure_logging, get_logger
+from servicekit.outbox import OutboxRelay, relay_lock_key
+from servicekit.runner import Loop
+from servicekit.settings import ServiceSettings
+from servicekit.tracing import configure_tracing
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: ServiceSettings
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    store: EventStore
+    clock: Clock
+    consumers: list[InboxConsumer] = field(default_factory=list)
+
+    @classmethod
+    async def start(
+        cls, settings: ServiceSettings, migrations: Path, clock: Clock | None = None
+    ) -> Runtime:
+        configure_logging(settings.service_name, settings.log_level)
+        configure_tracing(settings.service_name)
+        dsn = settings.database_url.get_secret_value()
+        await migrate(dsn, settings.schema_name, migrations_in(migrations))
+        pool = await create_pool(dsn, settings.schema_name, settings.database_pool_max)
+        producer = reliable_producer(settings.kafka_bootstrap, settings.service_name)
+        await producer.start()
+        store = EventStore(f"/{settings.service_name}", topic_for=functools.partial(
+            _prefixed_topic, settings.topic_prefix
+        ))  # fmt: skip
+        clock = clock or (FileClock(settings.clock_file) if settings.clock_file else SystemClock())
+        return cls(settings, pool, producer, store, clock)
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        await self.pool.close()
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic_prefix + name
+
+    def relay_loop(self) -> Loop:
+        relay = OutboxRelay(
+            self.pool,
+            functools.partial(publish_all, self.producer),
+            lock_key=relay_lock_key(self.settings.schema_name),
+        )
+        return relay.run
+
+    def consumer_loop(self, group: str, topics: Sequence[str], handler: Handler) -> Loop:
+        """Consume `topics` (unprefixed names) into `handler`; reconnects after broker errors."""
+        names = [self.topic(t) for t in topics]
+        group_id = self.settings.topic_prefix + group
+
+        async def consume(stop: asyncio.Event) -> None:
+            await ensure_topics(self.settings.kafka_bootstrap, names)
+            while not stop.is_set():
+                kafka = at_least_once_consumer(self.settings.kafka_bootstrap, group_id, names)
+                consumer = InboxConsumer(
+                    name=group_id, consumer=kafka, producer=self.producer, pool=self.pool,
+                    handler=handler,
+                )  # fmt: skip
+                self.consumers.append(consumer)
+                try:
+                    await kafka.start()
+                    await consumer.run(stop)
+                except KafkaError as exc:
+                    log.warning("consumer_restarting", group=group_id, error=repr(exc))
+                    await asyncio.sleep(1.0)
+                finally:
+                    self.consumers.remove(consumer)
+                    await kafka.stop()
+
+        consume.__name__ = f"consume:{group}"
+        return consume
+
+    def token_verifier(self, client: httpx.AsyncClient) -> TokenVerifier:
+        """Token lifetimes are security, not business: they run on the wall clock even
+        where business time is moved (test environments)."""
+        wall_clock = SystemClock()
+        keys: KeySource
+        if self.settings.jwks:
+            keys = StaticKeys(json.loads(self.settings.jwks))
+        elif self.settings.jwks_url:
+            keys = JwksUrlKeys(self.settings.jwks_url, client, wall_clock)
+        else:
+            raise RuntimeError("set PORTAL_JWKS_URL (or PORTAL_JWKS) to verify customer tokens")
+        return TokenVerifier(
+            keys, wall_clock, self.settings.token_audience, self.settings.token_issuer
+        )
+
+    def service_credentials(self) -> ServiceCredentials:
+        return ServiceCredentials(self.settings.service_credentials)
+
+    async def database_ready(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+
+def _prefixed_topic(prefix: str, message: Contract) -> str:
+    return prefix + topic_of(message)

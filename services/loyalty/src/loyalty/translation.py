@@ -1,0 +1,131 @@
+"""What each published event means to the loyalty programme: the facts it contributes.
+
+A policy event concerns every policyholder named in it; a customer event concerns that
+customer. Events the programme does not care about contribute nothing.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from contracts_schemas import claims, contracts, documents, identity, loyalty
+from contracts_schemas.base import Contract
+
+from loyalty.adapters.fact_store import CustomerFact
+from loyalty.domain import facts as f
+
+CLAIM_REPORTED_ONLINE = "claim_reported_online"
+
+
+@singledispatch
+def facts_from(message: Contract) -> list[CustomerFact]:
+    return []
+
+
+@facts_from.register
+def _(e: contracts.PolicyIssued) -> list[CustomerFact]:
+    fact = f.PolicyIssued(
+        event_id=str(e.event_id),
+        occurred_at=e.occurred_at,
+        policy_id=e.policy_id,
+        product_line=e.product_line.value,
+        point_relevant=e.point_relevant,
+        policyholder_ids=e.policyholder_ids,
+        start_date=e.start_date,
+    )
+    return [(holder, fact) for holder in e.policyholder_ids]
+
+
+@facts_from.register
+def _(e: contracts.PremiumPaid) -> list[CustomerFact]:
+    fact = f.PremiumPaid(
+        event_id=str(e.event_id),
+        occurred_at=e.occurred_at,
+        payment_id=e.payment_id,
+        policy_id=e.policy_id,
+        product_line=e.product_line.value,
+        point_relevant=e.point_relevant,
+        amount_cents=e.amount_cents,
+        policyholder_ids=e.policyholder_ids,
+    )
+    return [(holder, fact) for holder in e.policyholder_ids]
+
+
+@facts_from.register
+def _(e: contracts.PolicyCancelled) -> list[CustomerFact]:
+    fact = f.PolicyCancelled(
+        event_id=str(e.event_id),
+        occurred_at=e.occurred_at,
+        policy_id=e.policy_id,
+        effective_date=e.effective_date,
+    )
+    return [(holder, fact) for holder in e.policyholder_ids]
+
+
+@facts_from.register
+def _(e: contracts.PolicyholdersChanged) -> list[CustomerFact]:
+    fact = f.PolicyholdersChanged(
+        event_id=str(e.event_id),
+        occurred_at=e.occurred_at,
+        policy_id=e.policy_id,
+        policyholder_ids=e.policyholder_ids,
+        effective_date=e.effective_date,
+    )
+    concerned = dict.fromkeys((*e.previous_policyholder_ids, *e.policyholder_ids))
+    return [(holder, fact) for holder in concerned]
+
+
+@facts_from.register
+def _(e: identity.CustomerRegistered) -> list[CustomerFact]:
+    fact = f.CustomerRegistered(
+        event_id=str(e.event_id),
+        occurred_at=e.occurred_at,
+        customer_id=e.customer_id,
+        birth_date=e.birth_date,
+        country=e.address.country,
+        natural_person=e.natural_person,
+    )
+    return [(e.customer_id, fact)]
+
+
+@facts_from.register
+def _(e: identity.AccountCancelled) -> list[CustomerFact]:
+    fact = f.AccountCancelled(str(e.event_id), e.occurred_at, e.customer_id)
+    return [(e.customer_id, fact)]
+
+
+@facts_from.register
+def _(e: documents.EmailInsteadOfLetterActivated) -> list[CustomerFact]:
+    fact = f.EmailInsteadOfLetterActivated(str(e.event_id), e.occurred_at, e.customer_id)
+    return [(e.customer_id, fact)]
+
+
+@facts_from.register
+def _(e: documents.EmailInsteadOfLetterDeactivated) -> list[CustomerFact]:
+    fact = f.EmailInsteadOfLetterDeactivated(str(e.event_id), e.occurred_at, e.customer_id)
+    return [(e.customer_id, fact)]
+
+
+@facts_from.register
+def _(e: claims.ClaimReported) -> list[CustomerFact]:
+    fact = f.ServiceUsed(str(e.event_id), e.occurred_at, e.customer_id, CLAIM_REPORTED_ONLINE)
+    return [(e.customer_id, fact)]
+
+
+@facts_from.register
+def _(e: loyalty.CustomerEnrolled) -> list[CustomerFact]:
+    return [(e.customer_id, f.Enrolled(str(e.event_id), e.occurred_at, e.customer_id))]
+
+
+@facts_from.register
+def _(e: loyalty.RewardRedeemed) -> list[CustomerFact]:
+    fact = f.RewardRedeemed(
+        event_id=str(e.event_id),
+        occurred_at=e.occurred_at,
+        customer_id=e.customer_id,
+        redemption_id=e.redemption_id,
+        reward_id=e.reward_id,
+        points=e.points,
+        co_payment_cents=e.co_payment_cents,
+    )
+    return [(e.customer_id, fact)]
