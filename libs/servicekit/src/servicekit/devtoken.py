@@ -1,6 +1,6 @@
 """Print a customer token signed with the development key of `make run` (never production).
 
-    python -m servicekit.devtoken CUSTOMER_ID [--sms]
+python -m servicekit.devtoken CUSTOMER_ID [--sms]
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from servicekit.consumer import decode_records
+from servicekit.kafka import topic_partitions
 
 from loyalty.adapters import fact_store
 from loyalty.translation import facts_from
@@ -37,11 +38,7 @@ async def rebuild_facts(
     )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(await _partitions(consumer, topic))
-        ]
+        partitions = await topic_partitions(bootstrap, topics)
         if not partitions:
             return 0
         consumer.assign(partitions)
@@ -69,9 +66,3 @@ async def rebuild_facts(
         return done
     finally:
         await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer.topics()
-    found = consumer.partitions_for_topic(topic)
-    return set(found or ())
