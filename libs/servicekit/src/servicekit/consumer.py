@@ -25,6 +25,7 @@ from servicekit.db import Connection
 from servicekit.eventstore import transaction_retrying_conflicts
 from servicekit.kafka import OutgoingRecord, publish_all
 from servicekit.logging import get_logger
+from servicekit.metrics import BATCH_SECONDS, CONSUMED
 from servicekit.tracing import context_from_headers, tracer
 
 log = get_logger(__name__)
@@ -96,9 +97,10 @@ class InboxConsumer:
     ) -> None:
         records = [r for partition_records in batch.values() for r in partition_records]
         deliveries, dead = decode_records(records)
-        with tracer(__name__).start_as_current_span(
+        span = tracer(__name__).start_as_current_span(
             f"consume {self.name}", context=context_from_headers(records[0].headers)
-        ):
+        )
+        with span, BATCH_SECONDS.labels(self.name).time():
             dead += await self._apply(deliveries)
             await self._dead_letter(dead)
         await self._commit(batch)
@@ -131,9 +133,11 @@ class InboxConsumer:
         fresh_ids = await _remember(conn, self.name, [d.event_id for d in deliveries])
         fresh = _first_of_each(d for d in deliveries if d.event_id in fresh_ids)
         self.duplicates += len(deliveries) - len(fresh)
+        CONSUMED.labels(self.name, "duplicate").inc(len(deliveries) - len(fresh))
         if fresh:
             await self._handler(conn, fresh)
         self.processed += len(fresh)
+        CONSUMED.labels(self.name, "applied").inc(len(fresh))
 
     async def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if not dead:
@@ -141,6 +145,7 @@ class InboxConsumer:
         topic = dead_letter_topic(self.name)
         await publish_all(self._producer, [_dead_letter_record(topic, self.name, d) for d in dead])
         self.dead_lettered += len(dead)
+        CONSUMED.labels(self.name, "dead_lettered").inc(len(dead))
         for letter in dead:
             log.warning(
                 "dead_lettered",

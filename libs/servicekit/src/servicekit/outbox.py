@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from servicekit.db import Connection
 from servicekit.kafka import OutgoingRecord
 from servicekit.logging import get_logger
+from servicekit.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 
 log = get_logger(__name__)
 
@@ -42,6 +43,7 @@ class OutboxRelay:
         publish: Publish,
         *,
         lock_key: int,
+        name: str = "outbox",
         batch_size: int = 1000,
         idle_interval: float = 0.05,
         retention_rounds: int = 1000,
@@ -52,6 +54,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_interval = idle_interval
         self._retention_rounds = retention_rounds
+        self._metrics_label = name
         self.published = 0
 
     async def publish_pending(self) -> int:
@@ -66,6 +69,7 @@ class OutboxRelay:
                 [row["id"] for row in rows],
             )
         self.published += len(rows)
+        OUTBOX_PUBLISHED.labels(self._metrics_label).inc(len(rows))
         return len(rows)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -94,6 +98,7 @@ class OutboxRelay:
             except KafkaError as exc:
                 # Nothing was marked sent: the same rows go out again once the broker is back.
                 failures += 1
+                OUTBOX_PUBLISH_FAILURES.labels(self._metrics_label).inc()
                 log.warning("outbox_publish_failed", error=repr(exc), failures=failures)
                 await _sleep_unless(stop, min(0.2 * 2**failures, 5.0))
                 continue

@@ -74,6 +74,7 @@ class Runtime:
             self.pool,
             functools.partial(publish_all, self.producer),
             lock_key=relay_lock_key(self.settings.schema_name),
+            name=self.settings.schema_name,
         )
         return relay.run
 
