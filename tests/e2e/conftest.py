@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 from contracts_schemas.base import Contract
-from contracts_schemas.cloudevents import encode
-from contracts_schemas.registry import topic_of
 from e2e_harness import Platform, running_platform
-from servicekit.kafka import OutgoingRecord, publish_all, reliable_producer
+from servicekit import testing
+from servicekit.kafka import reliable_producer
 from servicekit.testing import required_env, unique
 
 
@@ -29,18 +28,7 @@ async def publish(platform: Platform) -> AsyncIterator[Any]:
     await producer.start()
 
     async def send(source: str, *messages: Contract) -> None:
-        records = []
-        for message in messages:
-            cloud_event = encode(message, source)
-            records.append(
-                OutgoingRecord(
-                    platform.topic(topic_of(message)),
-                    cloud_event.subject or cloud_event.id,
-                    cloud_event.data,
-                    cloud_event.headers(),
-                )
-            )
-        await publish_all(producer, records)
+        await testing.publish(producer, *messages, prefix=platform.prefix, source=source)
 
     yield send
     await producer.stop()

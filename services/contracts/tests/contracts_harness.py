@@ -16,9 +16,7 @@ from contracts.bootstrap import Service, build, create_http_app
 from contracts.config import ContractsSettings
 from contracts_schemas import identity, upstream
 from contracts_schemas.base import Contract
-from contracts_schemas.cloudevents import encode
 from contracts_schemas.common import Carrier, ProductLine
-from contracts_schemas.registry import topic_of
 from servicekit.auth import (
     ServiceCredentials,
     basic_authorization,
@@ -27,8 +25,7 @@ from servicekit.auth import (
 )
 from servicekit.clock import FixedClock
 from servicekit.db import drop_schema
-from servicekit.kafka import OutgoingRecord, publish_all
-from servicekit.testing import required_env, unique
+from servicekit.testing import publish, required_env, unique
 
 PRIVATE, JWKS = generate_signing_key("contracts-test")
 SECRETS = {"policy-admin": "pa-secret", "collections": "co-secret"}
@@ -42,12 +39,7 @@ class Running:
     prefix: str
 
     async def publish(self, *messages: Contract) -> None:
-        records = []
-        for message in messages:
-            ce = encode(message, "/test")
-            topic = self.prefix + topic_of(message)
-            records.append(OutgoingRecord(topic, ce.subject or ce.id, ce.data, ce.headers()))
-        await publish_all(self.service.runtime.producer, records)
+        await publish(self.service.runtime.producer, *messages, prefix=self.prefix)
 
     def customer(self, customer_id: str) -> dict[str, str]:
         expires = datetime.now(UTC) + timedelta(hours=1)

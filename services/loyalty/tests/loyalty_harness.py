@@ -15,9 +15,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from contracts_schemas import contracts, documents, identity
 from contracts_schemas.base import Contract
-from contracts_schemas.cloudevents import encode
 from contracts_schemas.common import PostalAddress, ProductLine
-from contracts_schemas.registry import topic_of
 from loyalty.bootstrap import Service, build, create_http_app
 from loyalty.config import LoyaltySettings
 from servicekit.auth import (
@@ -28,8 +26,7 @@ from servicekit.auth import (
 )
 from servicekit.clock import FixedClock
 from servicekit.db import drop_schema
-from servicekit.kafka import OutgoingRecord, publish_all
-from servicekit.testing import required_env, unique
+from servicekit.testing import publish, required_env, unique
 
 BERLIN = ZoneInfo("Europe/Berlin")
 PRIVATE, JWKS = generate_signing_key("loyalty-test")
@@ -48,15 +45,7 @@ class Running:
     prefix: str
 
     async def publish(self, *messages: Contract) -> None:
-        records = []
-        for message in messages:
-            ce = encode(message, "/test")
-            records.append(
-                OutgoingRecord(
-                    self.prefix + topic_of(message), ce.subject or ce.id, ce.data, ce.headers()
-                )
-            )
-        await publish_all(self.service.runtime.producer, records)
+        await publish(self.service.runtime.producer, *messages, prefix=self.prefix)
 
     def customer(self, customer_id: str) -> dict[str, str]:
         expires = datetime.now().astimezone() + timedelta(hours=1)

@@ -10,7 +10,12 @@ import asyncio
 import os
 import uuid
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from contracts_schemas import topic_of
+from contracts_schemas.base import Contract
+from contracts_schemas.cloudevents import encode
+
+from servicekit.kafka import OutgoingRecord, publish_all
 
 
 def unique(prefix: str) -> str:
@@ -53,6 +58,20 @@ async def read_topic(
         return records
     finally:
         await consumer.stop()
+
+
+async def publish(
+    producer: AIOKafkaProducer, *messages: Contract, prefix: str = "", source: str = "/test"
+) -> None:
+    """Publish contracts as their owning system would: CloudEvents on their (prefixed) topic,
+    keyed by aggregate."""
+    records = []
+    for message in messages:
+        cloud_event = encode(message, source)
+        key = cloud_event.subject or cloud_event.id
+        topic = prefix + topic_of(message)
+        records.append(OutgoingRecord(topic, key, cloud_event.data, cloud_event.headers()))
+    await publish_all(producer, records)
 
 
 def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
