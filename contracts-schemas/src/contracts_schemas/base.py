@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 TYPE_PREFIX = "de.portal"
+_TYPE_NAMES: dict[type, str] = {}
 
 
 class Contract(BaseModel):
@@ -27,7 +28,12 @@ class Contract(BaseModel):
     @classmethod
     def type_name(cls) -> str:
         """The CloudEvents `type`, e.g. `de.portal.contracts.PremiumPaid.v1`."""
-        return f"{TYPE_PREFIX}.{cls.context}.{cls.__name__}.v{cls.schema_version}"
+        name = _TYPE_NAMES.get(cls)
+        if name is None:
+            name = _TYPE_NAMES[cls] = (
+                f"{TYPE_PREFIX}.{cls.context}.{cls.__name__}.v{cls.schema_version}"
+            )
+        return name
 
 
 class Event(Contract):

@@ -41,22 +41,26 @@ class CloudEvent:
     traceparent: str | None = None
     extensions: Mapping[str, str] = field(default_factory=dict)
 
-    def headers(self) -> list[tuple[str, bytes]]:
-        headers = [
-            ("ce_specversion", SPEC_VERSION.encode()),
-            ("ce_id", self.id.encode()),
-            ("ce_type", self.type.encode()),
-            ("ce_source", self.source.encode()),
-            ("content-type", CONTENT_TYPE.encode()),
+    def header_pairs(self) -> list[tuple[str, str]]:
+        """The Kafka headers as text, in a fixed order."""
+        pairs = [
+            ("ce_specversion", SPEC_VERSION),
+            ("ce_id", self.id),
+            ("ce_type", self.type),
+            ("ce_source", self.source),
+            ("content-type", CONTENT_TYPE),
         ]
         if self.time is not None:
-            headers.append(("ce_time", self.time.encode()))
+            pairs.append(("ce_time", self.time))
         if self.subject is not None:
-            headers.append(("ce_subject", self.subject.encode()))
-        headers.extend((f"ce_{k}", v.encode()) for k, v in sorted(self.extensions.items()))
+            pairs.append(("ce_subject", self.subject))
+        pairs.extend((f"ce_{k}", v) for k, v in sorted(self.extensions.items()))
         if self.traceparent is not None:
-            headers.append((TRACEPARENT, self.traceparent.encode()))
-        return headers
+            pairs.append((TRACEPARENT, self.traceparent))
+        return pairs
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [(name, value.encode()) for name, value in self.header_pairs()]
 
 
 def _identity(message: Contract) -> tuple[str, datetime, str | None]:

@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 from contracts_schemas import Event, partition_key, topic_of
 from contracts_schemas.base import Contract
-from contracts_schemas.cloudevents import encode
+from contracts_schemas.cloudevents import CloudEvent, encode
 
 from servicekit.db import Connection
 from servicekit.tracing import current_traceparent
@@ -52,9 +52,24 @@ class RecordedEvent:
     payload: dict[str, Any]
 
 
-_INSERT_EVENTS = """
-INSERT INTO events (event_id, stream_id, stream_version, event_type, occurred_at, payload)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::jsonb[])
+# One round trip: the version check, the events and their outbox rows. The data-modifying
+# CTEs write only when the stream is still at the expected version; a concurrent writer
+# that got there first surfaces as a unique violation on (stream_id, stream_version).
+_APPEND = """
+WITH current AS (
+    SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $1
+), stored AS (
+    INSERT INTO events (event_id, stream_id, stream_version, event_type, occurred_at, payload)
+    SELECT e.event_id, $1, e.stream_version, e.event_type, e.occurred_at, e.payload
+    FROM unnest($3::uuid[], $4::int[], $5::text[], $6::timestamptz[], $7::jsonb[])
+        AS e(event_id, stream_version, event_type, occurred_at, payload)
+    WHERE (SELECT version FROM current) = $2
+), queued AS (
+    INSERT INTO outbox (event_id, topic, partition_key, headers, payload)
+    SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::jsonb[], $12::bytea[])
+    WHERE (SELECT version FROM current) = $2
+)
+SELECT version FROM current
 """
 _INSERT_OUTBOX = """
 INSERT INTO outbox (event_id, topic, partition_key, headers, payload)
@@ -92,36 +107,42 @@ class EventStore:
                     f"{type(event).__name__} has version {event.aggregate_version}, "
                     f"expected {expected_version + offset}"
                 )
-        actual = await self.stream_version(conn, stream_id)
-        if actual != expected_version:
-            raise ConcurrencyConflict(stream_id, expected_version, actual)
-        payloads = [event.model_dump_json() for event in events]
+        cloud_events = self._encode(events)
         try:
-            await conn.execute(
-                _INSERT_EVENTS,
+            actual = await conn.fetchval(
+                _APPEND,
+                stream_id,
+                expected_version,
                 [e.event_id for e in events],
-                [stream_id] * len(events),
                 [e.aggregate_version for e in events],
-                [e.type_name() for e in events],
+                [ce.type for ce in cloud_events],
                 [e.occurred_at for e in events],
-                payloads,
+                [ce.data.decode() for ce in cloud_events],
+                *self._outbox_columns(events, cloud_events),
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "events_event_id_unique":
                 raise DuplicateEvent(str(exc)) from exc
             raise ConcurrencyConflict(stream_id, expected_version, None) from exc
-        await self.enqueue(conn, events)
+        if actual != expected_version:
+            raise ConcurrencyConflict(stream_id, expected_version, actual)
 
     async def enqueue(self, conn: Connection, messages: Sequence[Contract]) -> None:
         """Queue messages in the outbox (same transaction as the caller's writes)."""
+        await conn.execute(_INSERT_OUTBOX, *self._outbox_columns(messages, self._encode(messages)))
+
+    def _encode(self, messages: Sequence[Contract]) -> list[CloudEvent]:
         traceparent = current_traceparent()
-        cloud_events = [encode(m, self._source, traceparent) for m in messages]
-        await conn.execute(
-            _INSERT_OUTBOX,
+        return [encode(m, self._source, traceparent) for m in messages]
+
+    def _outbox_columns(
+        self, messages: Sequence[Contract], cloud_events: Sequence[CloudEvent]
+    ) -> tuple[list[str], list[str], list[str], list[str], list[bytes]]:
+        return (
             [ce.id for ce in cloud_events],
             [self._topic_for(m) for m in messages],
             [partition_key(m) for m in messages],
-            [json.dumps([[k, v.decode()] for k, v in ce.headers()]) for ce in cloud_events],
+            [json.dumps(ce.header_pairs()) for ce in cloud_events],
             [ce.data for ce in cloud_events],
         )
 

@@ -64,6 +64,8 @@ async def test_loy12_rebuilding_from_the_topics_gives_exactly_the_same_statement
         assert live[anna]["balance"] == 3 * 99 + 1000 + 1000
         assert live[ben]["balance"] == 0, "LOY-9: the cancelled account forfeited everything"
 
+        # The service's own decisions must be on its topic before the topics are the truth.
+        await running.until(lambda: _outbox_drained(running))
         topics = [running.prefix + t for t in INPUT_TOPICS]
         replayed = await rebuild_facts(
             running.service.runtime.pool, running.service.settings.kafka_bootstrap, topics
@@ -141,6 +143,12 @@ async def test_statements_need_a_token_and_show_only_the_callers_own_points() ->
         body = await running.statement("someone-else")
         assert body["customer_id"] == "someone-else"
         assert body["balance"] == 0
+
+
+async def _outbox_drained(running: Running) -> bool:
+    async with running.service.runtime.pool.acquire() as conn:
+        pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    return bool(pending == 0)
 
 
 async def _has_lots(running: Running, customer: str, count: int) -> bool:
