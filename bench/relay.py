@@ -1,0 +1,128 @@
+"""2. Outbox relay: `OutboxRelay.publish_pending` rounds draining N pre-filled outbox rows
+through `publish_all` on `reliable_producer`, against raw aiokafka sends of the same
+records (same keys, values and headers, to a twin topic) on a producer of the same
+settings (the same factory: acks=all, idempotent, linger 5 ms, 256 KiB batches), all sent
+and then awaited together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+
+from aiokafka import AIOKafkaProducer
+from servicekit.eventstore import EventStore
+from servicekit.kafka import OutgoingRecord, ensure_topics, publish_all, reliable_producer
+from servicekit.outbox import OutboxRelay, relay_lock_key
+from servicekit.testing import unique
+
+from bench.common import (
+    BenchFailure,
+    PremiumPaidFactory,
+    Row,
+    bench_schema,
+    count_rows,
+    deadline_for,
+    profiled,
+    row,
+    say,
+)
+
+SECTION = "2 outbox relay"
+WARM = 2_000
+
+
+async def run(dsn: str, bootstrap: str, events: int, batch_size: int = 1000) -> list[Row]:
+    topic, raw_topic = unique("bench_relay"), unique("bench_relay_raw")
+    await ensure_topics(bootstrap, [topic, raw_topic])
+    factory = PremiumPaidFactory()
+    store = EventStore("/contracts", topic_for=lambda _message: topic)
+    async with bench_schema(dsn, "bench_relay", []) as (schema, pool):
+
+        async def prefill(first: int, count: int) -> list[OutgoingRecord]:
+            """Queue events through `EventStore.enqueue` (1000 per transaction); returns
+            the records the relay will send for them, read back from the outbox."""
+            mark = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM outbox"))
+            for start in range(first, first + count, 1000):
+                chunk = [factory.model(i) for i in range(start, min(first + count, start + 1000))]
+                async with pool.acquire() as conn, conn.transaction():
+                    await store.enqueue(conn, chunk)
+            rows = await pool.fetch(
+                "SELECT topic, partition_key, headers, payload FROM outbox WHERE id > $1"
+                " ORDER BY id",
+                mark,
+            )
+            return [
+                OutgoingRecord(
+                    r["topic"],
+                    r["partition_key"],
+                    bytes(r["payload"]),
+                    [(k, v.encode()) for k, v in json.loads(r["headers"])],
+                )
+                for r in rows
+            ]
+
+        producer = reliable_producer(bootstrap, "bench-relay")
+        raw_producer = reliable_producer(bootstrap, "bench-relay-raw")
+        await producer.start()
+        await raw_producer.start()
+        try:
+            relay = OutboxRelay(
+                pool,
+                functools.partial(publish_all, producer),
+                lock_key=relay_lock_key(schema),
+                batch_size=batch_size,
+            )
+
+            async def drain(count: int) -> None:
+                target = relay.published + count
+                deadline = deadline_for(count)
+                while relay.published < target:
+                    if not await relay.publish_pending():
+                        raise BenchFailure(f"outbox ran dry at {relay.published}/{target}")
+                    if time.perf_counter() > deadline:
+                        raise BenchFailure("relay did not drain in time")
+
+            # Warm-up of both paths (connections, metadata, producer ids, statements).
+            warm_records = await prefill(0, WARM)
+            await drain(WARM)
+            await _raw_send(raw_producer, raw_topic, warm_records)
+
+            say(f"relay: queueing {events} outbox rows")
+            records = await prefill(WARM, events)
+
+            started = time.perf_counter()
+            await _raw_send(raw_producer, raw_topic, records)
+            raw_seconds = time.perf_counter() - started
+
+            with profiled("relay_publish_pending"):
+                started = time.perf_counter()
+                await drain(events)
+                seconds = time.perf_counter() - started
+            left = await count_rows(pool, "outbox WHERE published_at IS NULL")
+            if left:
+                raise BenchFailure(f"{left} outbox rows left unpublished")
+        finally:
+            await producer.stop()
+            await raw_producer.stop()
+    return [
+        row(
+            SECTION,
+            f"relay publish_pending, {batch_size} rows per round",
+            events=events,
+            seconds=seconds,
+            baseline="raw aiokafka send, all then await",
+            baseline_events=events,
+            baseline_seconds=raw_seconds,
+            note="same records, same producer settings (reliable_producer)",
+        )
+    ]
+
+
+async def _raw_send(producer: AIOKafkaProducer, topic: str, records: list[OutgoingRecord]) -> None:
+    deliveries = [
+        await producer.send(topic, r.value, key=r.key.encode(), headers=r.headers) for r in records
+    ]
+    await asyncio.gather(*deliveries)
