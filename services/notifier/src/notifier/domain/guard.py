@@ -1,0 +1,120 @@
+"""NT-5 guard: the last check before any text leaves the notifier. Pure.
+
+Defence in depth; the first line is the whitelist in `plan.py` (only named, non-sensitive
+fields enter a template context). This module scans the *final* text and refuses it when
+
+- it contains a German IBAN: `DE` + 20 digits, spaces/dashes allowed between them (no
+  checksum needed: a refused false positive is cheaper than a leaked account number);
+- it contains any other IBAN-shaped token whose ISO 13616 mod-97 checksum is valid;
+- it contains an ICD-10 diagnosis code (`F32.1`) or a diagnosis/findings keyword;
+- it contains a password assignment (`Passwort: ...`);
+- it contains a value the caller marks as withheld (a sensitive title, a new contact
+  address that must not reach the old one, ...), compared case- and space-insensitively.
+
+Findings name the rule, never the matched value, so they are safe to log (OPS-2).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+#: DE + 20 digits; single separators (space, NBSP, dash, dot) allowed between characters.
+_SEP = r"[ \u00a0\-.]?"
+_IBAN_DE = re.compile(rf"(?<![A-Za-z0-9])D{_SEP}E(?:{_SEP}\d){{20}}(?!\d)", re.IGNORECASE)
+#: Any country: 2 letters, 2 check digits, 11-30 alphanumerics, optional single spaces.
+_IBAN_ANY = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+#: ICD-10(-GM) codes with their sub-category (F32.1, M54.16, F43.1G).
+_ICD10 = re.compile(r"(?<![A-Za-z0-9])[A-TV-Z]\d{2}\.\d{1,2}[A-Z!+*]?(?![0-9])")
+_DIAGNOSIS_WORDS = re.compile(r"\b(?:diagnose\w*|diagnosis|befund\w*|icd[- ]?10)\b", re.IGNORECASE)
+_PASSWORD_ASSIGNMENT = re.compile(
+    r"\b(?:passwort|kennwort|password|passwd)[ \t]*[:=][ \t]*\S", re.IGNORECASE
+)
+#: Withheld values shorter than this are not scanned (they would match ordinary words).
+MIN_WITHHELD_LENGTH = 4
+
+
+class SensitiveContentError(Exception):
+    """NT-5: a text was refused. `findings` name the rules, never the matched values."""
+
+    def __init__(self, findings: Iterable[str]) -> None:
+        self.findings = tuple(sorted(set(findings)))
+        super().__init__(f"NT-5 guard refused the text: {', '.join(self.findings)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    where: str = "text"
+
+    def __str__(self) -> str:
+        return f"{self.rule} in {self.where}"
+
+
+def _iban_checksum_ok(candidate: str) -> bool:
+    compact = candidate.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    digits = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(digits) % 97 == 1
+
+
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def scan(
+    text: str,
+    withheld: Iterable[str] = (),
+    *,
+    where: str = "text",
+    exempt: str = "",
+) -> list[Finding]:
+    """Every NT-5 finding in `text`.
+
+    `exempt` is fixed wording (template text, labels): a withheld value that appears in it
+    is an ordinary word ("Dokument"), not data, and is not reported.
+    """
+    findings: list[Finding] = []
+    if _IBAN_DE.search(text):
+        findings.append(Finding("iban", where))
+    # Tokens inside URLs (e.g. reset tokens) are not IBANs; a German IBAN is caught above.
+    without_urls = _URL.sub(" ", text)
+    if any(_iban_checksum_ok(m.group(0)) for m in _IBAN_ANY.finditer(without_urls)):
+        findings.append(Finding("iban", where))
+    if _ICD10.search(text) or _DIAGNOSIS_WORDS.search(text):
+        findings.append(Finding("diagnosis", where))
+    if _PASSWORD_ASSIGNMENT.search(text):
+        findings.append(Finding("password", where))
+    folded = _fold(text)
+    folded_exempt = _fold(exempt)
+    for value in withheld:
+        needle = _fold(value)
+        if len(needle) < MIN_WITHHELD_LENGTH or needle in folded_exempt:
+            continue
+        if needle in folded:
+            findings.append(Finding("withheld_value", where))
+            break
+    return list(dict.fromkeys(findings))
+
+
+def ensure_clean(
+    parts: Iterable[tuple[str, str]],
+    withheld: Iterable[str] = (),
+    *,
+    exempt: str = "",
+) -> None:
+    """Raise `SensitiveContentError` if any `(where, text)` part has a finding."""
+    withheld = tuple(withheld)
+    findings = [
+        str(finding)
+        for where, text in parts
+        for finding in scan(text, withheld, where=where, exempt=exempt)
+    ]
+    if findings:
+        raise SensitiveContentError(findings)

@@ -1,0 +1,137 @@
+"""NT-4 under a crash: a real `notifier serve` process is SIGKILLed while it consumes a
+stream of events and sends their e-mails, then started again.
+
+Expected (README, "The crash window"): every e-mail arrives; none arrives twice, except
+a message whose attempt was in flight at the kill *and* had already been accepted by the
+SMTP server. Such a duplicate carries the same Message-ID (the message key), and its
+delivery log shows the attempt recovered with `outcome_unknown` after its lease ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import asyncpg
+import pytest
+from notifier_harness import (
+    Customer,
+    NotifierProcess,
+    platform,
+    publisher,
+    until,
+)
+from notifier_servers import free_port, running_smtp
+from servicekit.db import drop_schema
+from servicekit.testing import unique
+
+pytestmark = pytest.mark.integration
+
+CUSTOMERS = 30
+CLAIMS_EACH = 2
+CONCURRENCY = 4
+
+
+async def test_nt4_killed_mid_stream_and_restarted_every_email_arrives_once() -> None:
+    dsn, _ = platform()
+    prefix = unique("ntkill") + "."
+    schema = prefix.rstrip(".")
+    async with running_smtp(rcpt_delay=0.05) as smtp, publisher(prefix) as publish:
+        notifier = NotifierProcess.configured(
+            prefix,
+            free_port(),
+            smtp_host="127.0.0.1",
+            smtp_port=str(smtp.port),
+            smtp_security="none",
+            smtp_from_address="noreply@portal.example",
+            smtp_message_id_domain="portal.example",
+            smtp_timeout_seconds="2",
+            sms_timeout_seconds="2",
+            sending_lease_seconds="5",
+            retry_base_seconds="0.2",
+            retry_max_seconds="1",
+            worker_poll_seconds="0.05",
+            worker_concurrency=str(CONCURRENCY),
+        )
+        try:
+            notifier.start()
+            await notifier.ready()
+            customers = [Customer() for _ in range(CUSTOMERS)]
+            await publish(*[c.registered() for c in customers])
+            stream = [
+                (customer, customer.claim_status(f"claim-{n:03d}{k}"))
+                for k in range(CLAIMS_EACH)
+                for n, customer in enumerate(customers)
+            ]
+            expected = {f"<{c.email_key(e)}@portal.example>" for c, e in stream}
+
+            async def publish_stream() -> None:
+                for start in range(0, len(stream), 4):
+                    await publish(*[event for _, event in stream[start : start + 4]])
+                    await asyncio.sleep(0.05)
+
+            publishing = asyncio.create_task(publish_stream())
+            await until(lambda: _at_least(smtp.handler.envelopes, 10), within=30)
+            # Not right after an arrival (that would aim at the crash window on purpose): a
+            # moment later, when the sends in flight are talking to the server.
+            await asyncio.sleep(0.02)
+            notifier.kill()
+            killed = time.monotonic()
+            received_before_kill = len(smtp.handler.envelopes)
+            stream_done_at_kill = publishing.done()
+            notifier.start()
+            await publishing
+            await notifier.ready()
+            restarted = time.monotonic() - killed
+
+            await until(lambda: _all_arrived(smtp.handler.message_ids(), expected), within=60)
+            caught_up = time.monotonic() - killed
+            await asyncio.sleep(0.5)  # anything sent twice would arrive now
+            message_ids = smtp.handler.message_ids()
+            rows = await _deliveries(dsn, schema)
+        finally:
+            notifier.stop()
+            await drop_schema(dsn, schema)
+
+    # The kill really happened in the middle of the stream.
+    assert 0 < received_before_kill < len(expected)
+    # Every expected e-mail arrived, and nothing else.
+    assert set(message_ids) == expected
+    assert len(rows) == len(expected)
+    assert {row["status"] for row in rows} == {"sent"}
+    # None twice outside the crash window: a duplicate is only allowed for an attempt that
+    # was in flight at the kill (recovered as outcome_unknown), and there are at most as
+    # many of those as sends in flight.
+    twice = {mid for mid, n in Counter(message_ids).items() if n > 1}
+    recovered = {f"<{row['message_key']}@portal.example>" for row in rows if row["recovered"]}
+    assert twice <= recovered, f"duplicates outside the crash window: {twice - recovered}"
+    assert len(recovered) <= CONCURRENCY
+    assert all(n <= 2 for n in Counter(message_ids).values())
+    print(
+        f"\nkilled after {received_before_kill} of {len(expected)} e-mails"
+        f" ({'after' if stream_done_at_kill else 'while'} the events were published);"
+        f" attempts in flight at the kill: {len(recovered)}; duplicates: {len(twice)};"
+        f" ready again after {restarted:.1f} s, caught up after {caught_up:.1f} s"
+    )
+
+
+async def _at_least(items: list[Any], count: int) -> bool:
+    return len(items) >= count
+
+
+async def _all_arrived(message_ids: list[str], expected: set[str]) -> bool:
+    return expected <= set(message_ids)
+
+
+async def _deliveries(dsn: str, schema: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        return await conn.fetch(
+            "SELECT d.message_key, d.status, EXISTS (SELECT 1 FROM delivery_log l"
+            " WHERE l.message_key = d.message_key AND l.detail = 'outcome_unknown')"
+            " AS recovered FROM deliveries d"
+        )
+    finally:
+        await conn.close()
