@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import asyncpg
 import httpx
@@ -20,16 +21,18 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from contracts_schemas import topic_of
 from contracts_schemas.base import Contract
+from fastapi import FastAPI
 
 from servicekit.auth import JwksUrlKeys, KeySource, ServiceCredentials, StaticKeys, TokenVerifier
 from servicekit.clock import Clock, FileClock, SystemClock
 from servicekit.consumer import Handler, InboxConsumer
 from servicekit.db import create_pool, migrate, migrations_in
 from servicekit.eventstore import EventStore
+from servicekit.http import create_app
 from servicekit.kafka import at_least_once_consumer, ensure_topics, publish_all, reliable_producer
 from servicekit.logging import configure_logging, get_logger
 from servicekit.outbox import OutboxRelay, relay_lock_key
-from servicekit.runner import Loop
+from servicekit.runner import Loop, serve
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import configure_tracing
 
@@ -123,9 +126,45 @@ class Runtime:
     def service_credentials(self) -> ServiceCredentials:
         return ServiceCredentials(self.settings.service_credentials)
 
+    def http_app(
+        self,
+        service: object,
+        register: Callable[[FastAPI], None],
+        customer_tokens: httpx.AsyncClient | None = None,
+    ) -> FastAPI:
+        """The service's FastAPI app: operators' endpoints take service credentials; with
+        `customer_tokens` (the client that fetches the JWKS) customer endpoints take tokens."""
+        app = create_app(self.settings.service_name, readiness=[self.database_ready])
+        app.state.service = service
+        app.state.service_credentials = self.service_credentials()
+        if customer_tokens is not None:
+            app.state.token_verifier = self.token_verifier(customer_tokens)
+        register(app)
+        return app
+
     async def database_ready(self) -> None:
         async with self.pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
+
+
+class ServiceProcess(Protocol):
+    runtime: Runtime
+
+    def loops(self) -> list[Loop]: ...
+
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=ServiceProcess)
+
+
+async def serve_service(service: S, http_app: Callable[[S], FastAPI]) -> None:
+    """`<service> serve`: the HTTP API and the service's loops until SIGTERM; then close."""
+    settings = service.runtime.settings
+    try:
+        await serve(http_app(service), settings.http_host, settings.http_port, service.loops())
+    finally:
+        await service.close()
 
 
 def _prefixed_topic(prefix: str, message: Contract) -> str:

@@ -9,7 +9,6 @@ import httpx
 from contracts_schemas import topics
 from fastapi import FastAPI
 from servicekit.clock import Clock
-from servicekit.http import create_app
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
 
@@ -58,9 +57,4 @@ async def build(
 def create_http_app(service: Service) -> FastAPI:
     from contracts.entrypoints.api import register
 
-    app = create_app("contracts", readiness=[service.runtime.database_ready])
-    app.state.service = service
-    app.state.token_verifier = service.runtime.token_verifier(service.http)
-    app.state.service_credentials = service.runtime.service_credentials()
-    register(app)
-    return app
+    return service.runtime.http_app(service, register, customer_tokens=service.http)

@@ -11,7 +11,6 @@ import httpx
 from contracts_schemas import topics
 from fastapi import FastAPI
 from servicekit.clock import Clock, berlin_date, start_of_berlin_day
-from servicekit.http import create_app
 from servicekit.logging import get_logger
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
@@ -77,9 +76,4 @@ async def build(settings: LoyaltySettings, clock: Clock | None = None) -> Servic
 def create_http_app(service: Service) -> FastAPI:
     from loyalty.entrypoints.api import register
 
-    app = create_app("loyalty", readiness=[service.runtime.database_ready])
-    app.state.service = service
-    app.state.token_verifier = service.runtime.token_verifier(service.http)
-    app.state.service_credentials = service.runtime.service_credentials()
-    register(app)
-    return app
+    return service.runtime.http_app(service, register, customer_tokens=service.http)

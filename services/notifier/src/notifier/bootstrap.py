@@ -10,7 +10,6 @@ import httpx
 from contracts_schemas import topics
 from fastapi import FastAPI
 from servicekit.clock import Clock
-from servicekit.http import create_app
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
 
@@ -99,10 +98,6 @@ async def build(
 def create_http_app(service: Service) -> FastAPI:
     from notifier.entrypoints.api import register
 
-    app = create_app("notifier", readiness=[service.runtime.database_ready])
-    app.state.service = service
     # Operators only (service credentials): the notifier has no customer-facing API, so it
     # needs no token verifier (and no PORTAL_JWKS).
-    app.state.service_credentials = service.runtime.service_credentials()
-    register(app)
-    return app
+    return service.runtime.http_app(service, register)

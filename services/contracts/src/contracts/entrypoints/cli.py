@@ -5,21 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from servicekit.runner import serve
+from servicekit.runtime import serve_service
 
 from contracts.bootstrap import build, create_http_app
 from contracts.config import ContractsSettings
 
 
 async def _serve() -> None:
-    settings = ContractsSettings()
-    service = await build(settings)
-    try:
-        await serve(
-            create_http_app(service), settings.http_host, settings.http_port, service.loops()
-        )
-    finally:
-        await service.close()
+    await serve_service(await build(ContractsSettings()), create_http_app)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from servicekit.runner import serve
+from servicekit.runtime import serve_service
 
 from loyalty.adapters.fact_store import facts_of
 from loyalty.bootstrap import INPUT_TOPICS, build, create_http_app
@@ -33,14 +33,7 @@ console = Console()
 
 
 async def _serve() -> None:
-    settings = LoyaltySettings()
-    service = await build(settings)
-    try:
-        await serve(
-            create_http_app(service), settings.http_host, settings.http_port, service.loops()
-        )
-    finally:
-        await service.close()
+    await serve_service(await build(LoyaltySettings()), create_http_app)
 
 
 async def _run(kind: RunKind, business_date: date) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from rich.console import Console
 from rich.table import Table
-from servicekit.runner import serve
+from servicekit.runtime import serve_service
 
 from notifier.adapters.store import DeliveryRecord
 from notifier.bootstrap import Service, build, create_http_app
@@ -30,14 +30,7 @@ console = Console()
 
 
 async def _serve() -> None:
-    settings = NotifierSettings()
-    service = await build(settings)
-    try:
-        await serve(
-            create_http_app(service), settings.http_host, settings.http_port, service.loops()
-        )
-    finally:
-        await service.close()
+    await serve_service(await build(NotifierSettings()), create_http_app)
 
 
 async def _with_service(work: Callable[[Service], Awaitable[int]]) -> int:
