@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
@@ -256,26 +257,33 @@ def evolve(state: PolicyState | None, event: PolicyEvent) -> PolicyState:
     raise InconsistentHistory(f"unknown policy event {type(event).__name__}")
 
 
+def _issued_fields(event: PolicyIssued) -> dict[str, Any]:
+    """What an issue (first or re-taken) sets on the policy, straight from the event."""
+    return {
+        "policy_number": event.policy_number,
+        "status": PolicyStatus.ACTIVE,
+        "product_line": event.product_line,
+        "carrier": event.carrier,
+        "point_relevant": event.point_relevant,
+        "policyholder_ids": event.policyholder_ids,
+        "insured_person_ids": event.insured_person_ids,
+        "visible_to_insured": event.visible_to_insured,
+        "start_date": event.start_date,
+        "tariff": event.tariff,
+        "annual_premium_cents": event.annual_premium_cents,
+        "issued_at": event.occurred_at,
+    }
+
+
 def _issued(state: PolicyState | None, event: PolicyIssued) -> PolicyState:
     term = Term(start_date=event.start_date)
     if state is None:
         return PolicyState(
             policy_id=event.policy_id,
-            policy_number=event.policy_number,
             version=event.aggregate_version,
-            status=PolicyStatus.ACTIVE,
-            product_line=event.product_line,
-            carrier=event.carrier,
-            point_relevant=event.point_relevant,
-            policyholder_ids=event.policyholder_ids,
-            insured_person_ids=event.insured_person_ids,
-            visible_to_insured=event.visible_to_insured,
-            start_date=event.start_date,
-            tariff=event.tariff,
-            annual_premium_cents=event.annual_premium_cents,
-            issued_at=event.occurred_at,
             terms=(term,),
             event_ids=frozenset({event.event_id}),
+            **_issued_fields(event),
         )
     # Re-taken contract: a new term on the same stream; payments, bank details and
     # address stay, earlier policyholders who are not named again become former ones.
@@ -284,18 +292,7 @@ def _issued(state: PolicyState | None, event: PolicyIssued) -> PolicyState:
         state,
         version=event.aggregate_version,
         event_ids=state.event_ids | {event.event_id},
-        policy_number=event.policy_number,
-        status=PolicyStatus.ACTIVE,
-        product_line=event.product_line,
-        carrier=event.carrier,
-        point_relevant=event.point_relevant,
-        policyholder_ids=event.policyholder_ids,
-        insured_person_ids=event.insured_person_ids,
-        visible_to_insured=event.visible_to_insured,
-        start_date=event.start_date,
-        tariff=event.tariff,
-        annual_premium_cents=event.annual_premium_cents,
-        issued_at=event.occurred_at,
+        **_issued_fields(event),
         terms=(*state.terms, term),
         cancellation_effective_date=None,
         former_policyholder_ids=(state.former_policyholder_ids | removed)

@@ -21,73 +21,62 @@ def _utc(fact: object, at: datetime) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class CustomerRegistered:
-    """Identity: a portal user registered (ID-1); the data LOY-1 checks."""
+class _Fact:
+    """What every fact carries: its identity and its business time (normalised to UTC)."""
 
     event_id: str
     occurred_at: datetime
+
+    def __post_init__(self) -> None:
+        _utc(self, self.occurred_at)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRegistered(_Fact):
+    """Identity: a portal user registered (ID-1); the data LOY-1 checks."""
+
     customer_id: str
     birth_date: date
     country: str
     natural_person: bool
 
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
-
 
 @dataclass(frozen=True, slots=True)
-class Enrolled:
+class Enrolled(_Fact):
     """Loyalty: the customer joined the programme (decided by `decide_enrolment`, LOY-1)."""
 
-    event_id: str
-    occurred_at: datetime
     customer_id: str
-
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyIssued:
+class PolicyIssued(_Fact):
     """Contracts: a policy was issued, or issued again (reinstated / re-taken).
 
     Issuing a policy again starts a new term: every holding of it restarts (LOY-3).
     """
 
-    event_id: str
-    occurred_at: datetime
     policy_id: str
     product_line: str
     point_relevant: bool
     policyholder_ids: tuple[str, ...]
     start_date: date
 
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
-
 
 @dataclass(frozen=True, slots=True)
-class PolicyholdersChanged:
+class PolicyholdersChanged(_Fact):
     """Contracts: the policyholders from `effective_date` on (added ones hold from then,
     removed ones stop holding then)."""
 
-    event_id: str
-    occurred_at: datetime
     policy_id: str
     policyholder_ids: tuple[str, ...]
     effective_date: date
 
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
-
 
 @dataclass(frozen=True, slots=True)
-class PremiumPaid:
+class PremiumPaid(_Fact):
     """Contracts: a premium was paid; `occurred_at` is the business time of the payment and
     `policyholder_ids` are the holders at that time (each earns the full points, LOY-7)."""
 
-    event_id: str
-    occurred_at: datetime
     payment_id: str
     policy_id: str
     product_line: str
@@ -95,87 +84,54 @@ class PremiumPaid:
     amount_cents: int
     policyholder_ids: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
-
 
 @dataclass(frozen=True, slots=True)
-class PolicyCancelled:
+class PolicyCancelled(_Fact):
     """Contracts: the policy's current term ends on `effective_date` (LOY-8)."""
 
-    event_id: str
-    occurred_at: datetime
     policy_id: str
     effective_date: date
 
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
-
 
 @dataclass(frozen=True, slots=True)
-class EmailInsteadOfLetterActivated:
+class EmailInsteadOfLetterActivated(_Fact):
     """Documents: e-mail instead of letter turned on (DOC-4; LOY-4 bonus)."""
 
-    event_id: str
-    occurred_at: datetime
     customer_id: str
-
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
 
 
 @dataclass(frozen=True, slots=True)
-class EmailInsteadOfLetterDeactivated:
+class EmailInsteadOfLetterDeactivated(_Fact):
     """Documents: e-mail instead of letter turned off (DOC-4); never changes points."""
 
-    event_id: str
-    occurred_at: datetime
     customer_id: str
-
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
 
 
 @dataclass(frozen=True, slots=True)
-class AccountCancelled:
+class AccountCancelled(_Fact):
     """Identity: the portal account was cancelled (ID-9): membership ends, points are
     forfeited (LOY-9)."""
 
-    event_id: str
-    occurred_at: datetime
     customer_id: str
-
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceUsed:
+class ServiceUsed(_Fact):
     """Any service: the customer performed `action`, which campaigns may reward (LOY-11)."""
 
-    event_id: str
-    occurred_at: datetime
     customer_id: str
     action: str
 
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
-
 
 @dataclass(frozen=True, slots=True)
-class RewardRedeemed:
+class RewardRedeemed(_Fact):
     """Loyalty: a reward was redeemed (decided by `decide_redemption`, LOY-6)."""
 
-    event_id: str
-    occurred_at: datetime
     customer_id: str
     redemption_id: str
     reward_id: str
     points: int
     co_payment_cents: int
-
-    def __post_init__(self) -> None:
-        _utc(self, self.occurred_at)
 
 
 Fact = (
