@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from contracts_schemas.base import NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_BUT_LINES
 from contracts_schemas.compat import breaking_changes
 from contracts_schemas.export import path_of, problems_against_committed, schema_of
 
@@ -63,3 +64,39 @@ def test_the_checker_sees_an_enum_value_removed_in_a_nested_definition() -> None
     new = copy.deepcopy(old)
     new["$defs"]["ProductLine"]["enum"].remove("motor")
     assert breaking_changes(old, new) == ["field $defs.ProductLine lost enum values ['motor']"]
+
+
+def _without_patterns(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_patterns(v) for k, v in node.items() if k != "pattern"}
+    if isinstance(node, list):
+        return [_without_patterns(v) for v in node]
+    return node
+
+
+def test_refusing_control_characters_in_fields_that_had_no_pattern_is_an_accepted_fix() -> None:
+    current = schema_of("de.portal.identity.CustomerRegistered.v1")
+    before_the_fix = _without_patterns(current)
+    before_the_fix["$defs"]["PostalAddress"]["properties"]["country"]["pattern"] = "^[A-Z]{2}$"
+    assert breaking_changes(before_the_fix, current) == []
+
+
+@pytest.mark.parametrize(
+    ("old_pattern", "new_pattern"),
+    [
+        (None, "^[a-z0-9-]+$"),
+        ("^[A-Z]{2}$", NO_CONTROL_CHARACTERS),
+        (NO_CONTROL_CHARACTERS_BUT_LINES, NO_CONTROL_CHARACTERS),
+    ],
+    ids=["any-other-new-pattern", "replacing-a-pattern", "multiline-made-single-line"],
+)
+def test_the_allow_list_accepts_nothing_but_the_control_character_patterns_added(
+    old_pattern: str | None, new_pattern: str
+) -> None:
+    old = copy.deepcopy(committed(PREMIUM_PAID))
+    old["properties"]["payment_id"].pop("pattern", None)
+    if old_pattern:
+        old["properties"]["payment_id"]["pattern"] = old_pattern
+    new = copy.deepcopy(old)
+    new["properties"]["payment_id"]["pattern"] = new_pattern
+    assert breaking_changes(old, new) == ["field payment_id changed its pattern"]

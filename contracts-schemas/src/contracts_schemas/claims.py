@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from contracts_schemas.base import Event
+from contracts_schemas.base import Event, Identifier
 from contracts_schemas.common import NotificationChannel
 
 
@@ -25,21 +25,21 @@ class ClaimStatus(StrEnum):
 class ClaimEvent(Event):
     context: ClassVar[str] = "claims"
 
-    claim_id: str = Field(min_length=1, max_length=100)
+    claim_id: Identifier = Field(min_length=1, max_length=100)
 
 
 class ClaimReported(ClaimEvent):
-    claim_number: str
-    policy_id: str
-    customer_id: str
+    claim_number: Identifier
+    policy_id: Identifier
+    customer_id: Identifier
     notification_channel: NotificationChannel = NotificationChannel.EMAIL
 
 
 class ClaimStatusChanged(ClaimEvent):
     """CL-4: every status change, with old and new status and the expected completion."""
 
-    claim_number: str
-    customer_id: str
+    claim_number: Identifier
+    customer_id: Identifier
     old_status: ClaimStatus
     new_status: ClaimStatus
     expected_completion_date: date | None = None
@@ -48,5 +48,5 @@ class ClaimStatusChanged(ClaimEvent):
 class ClaimNotificationChannelChosen(ClaimEvent):
     """CL-5: the customer chooses how to hear about status changes."""
 
-    customer_id: str
+    customer_id: Identifier
     channel: NotificationChannel

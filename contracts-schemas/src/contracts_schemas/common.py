@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from contracts_schemas.base import Contract
+from contracts_schemas.base import Contract, Text
 
 
 class ProductLine(StrEnum):
@@ -42,10 +42,10 @@ class Carrier(StrEnum):
 
 
 class PostalAddress(Contract):
-    recipient: str = Field(min_length=1, max_length=200)
-    street: str = Field(min_length=1, max_length=200)
-    postal_code: str = Field(min_length=1, max_length=20)
-    city: str = Field(min_length=1, max_length=100)
+    recipient: Text = Field(min_length=1, max_length=200)
+    street: Text = Field(min_length=1, max_length=200)
+    postal_code: Text = Field(min_length=1, max_length=20)
+    city: Text = Field(min_length=1, max_length=100)
     country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
 
 

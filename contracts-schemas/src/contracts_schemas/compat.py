@@ -4,16 +4,24 @@ Within one schema version a change must keep both old producers and old consumer
 working: no field removed, renamed or retyped, no new required field, no optional field
 made required, no enum value removed, no constraint tightened. Anything else needs a new
 version and an upcaster beside the model.
+
+One exception, by name: a pattern listed in `ACCEPTED_ADDED_PATTERNS` may be added to a
+string field that had no pattern. The list is closed; each entry is a bug fix that no
+valid producer could depend on (README.md, "Control characters").
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from contracts_schemas.base import NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_BUT_LINES
+
 Schema = dict[str, Any]
 
 _TIGHTER_WHEN_LARGER = ("minLength", "minimum", "exclusiveMinimum", "minItems")
 _TIGHTER_WHEN_SMALLER = ("maxLength", "maximum", "exclusiveMaximum", "maxItems")
+# Refusing control characters: U+0000 crashed PostgreSQL consumers.
+ACCEPTED_ADDED_PATTERNS = frozenset({NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_BUT_LINES})
 
 
 def breaking_changes(old: Schema, new: Schema) -> list[str]:
@@ -63,11 +71,17 @@ def _compare_node(
     for key in _TIGHTER_WHEN_SMALLER:
         if key in new and (key not in old or new[key] < old[key]):
             problems.append(f"field {at} tightened {key} to {new[key]}")
-    if new.get("pattern") != old.get("pattern") and "pattern" in new:
+    if _pattern_tightened(old, new):
         problems.append(f"field {at} changed its pattern")
     if old.get("type") == "object" and "properties" in old:
         problems += _compare_object(old, new, old_root, new_root, f"{at}.")
     return problems
+
+
+def _pattern_tightened(old: Schema, new: Schema) -> bool:
+    if "pattern" not in new or new["pattern"] == old.get("pattern"):
+        return False
+    return "pattern" in old or new["pattern"] not in ACCEPTED_ADDED_PATTERNS
 
 
 def _shape(node: Schema) -> str:

@@ -7,52 +7,52 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from contracts_schemas.base import Event
+from contracts_schemas.base import Event, Identifier, Text
 from contracts_schemas.common import Carrier, PostalAddress, ProductLine
 
 
 class PolicyEvent(Event):
     context: ClassVar[str] = "contracts"
 
-    policy_id: str = Field(min_length=1, max_length=100)
+    policy_id: Identifier = Field(min_length=1, max_length=100)
 
 
 class PolicyIssued(PolicyEvent):
-    policy_number: str = Field(min_length=1, max_length=100)
+    policy_number: Identifier = Field(min_length=1, max_length=100)
     product_line: ProductLine
     carrier: Carrier
     point_relevant: bool
-    policyholder_ids: tuple[str, ...] = Field(min_length=1)
-    insured_person_ids: tuple[str, ...] = ()
+    policyholder_ids: tuple[Identifier, ...] = Field(min_length=1)
+    insured_person_ids: tuple[Identifier, ...] = ()
     visible_to_insured: bool = False
     start_date: date
-    tariff: str = Field(default="", max_length=200)
+    tariff: Text = Field(default="", max_length=200)
     annual_premium_cents: int = Field(default=0, ge=0)
 
 
 class PremiumPaid(PolicyEvent):
-    payment_id: str = Field(min_length=1, max_length=100)
+    payment_id: Identifier = Field(min_length=1, max_length=100)
     product_line: ProductLine
     point_relevant: bool
     amount_cents: int = Field(gt=0)
-    policyholder_ids: tuple[str, ...] = Field(min_length=1)
+    policyholder_ids: tuple[Identifier, ...] = Field(min_length=1)
 
 
 class PolicyCancelled(PolicyEvent):
     effective_date: date
-    policyholder_ids: tuple[str, ...] = Field(min_length=1)
+    policyholder_ids: tuple[Identifier, ...] = Field(min_length=1)
 
 
 class PolicyholdersChanged(PolicyEvent):
-    policyholder_ids: tuple[str, ...] = Field(min_length=1)
-    previous_policyholder_ids: tuple[str, ...] = ()
+    policyholder_ids: tuple[Identifier, ...] = Field(min_length=1)
+    previous_policyholder_ids: tuple[Identifier, ...] = ()
     effective_date: date
 
 
 class BankDetailsChanged(PolicyEvent):
     """Only the masked IBAN travels; the full IBAN stays in the contracts service."""
 
-    iban_masked: str = Field(min_length=4, max_length=40)
+    iban_masked: Text = Field(min_length=4, max_length=40)
 
 
 class MoveReported(PolicyEvent):

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from contracts_schemas.base import Event
+from contracts_schemas.base import Event, Identifier, Text
 
 
 class DocumentDelivery(StrEnum):
@@ -18,15 +18,15 @@ class DocumentDelivery(StrEnum):
 class MailboxEvent(Event):
     context: ClassVar[str] = "documents"
 
-    customer_id: str = Field(min_length=1, max_length=100)
+    customer_id: Identifier = Field(min_length=1, max_length=100)
 
 
 class DocumentAvailable(MailboxEvent):
     """DOC-5: emitted once the document can be opened; the notice never carries content."""
 
-    document_id: str
-    category: str
-    title: str = Field(max_length=200)
+    document_id: Identifier
+    category: Text
+    title: Text = Field(max_length=200)
     sensitive: bool = False
     delivery: DocumentDelivery = DocumentDelivery.MAILBOX
 
@@ -40,4 +40,4 @@ class EmailInsteadOfLetterDeactivated(MailboxEvent):
 
 
 class SecureMessageAnswered(MailboxEvent):
-    message_id: str
+    message_id: Identifier

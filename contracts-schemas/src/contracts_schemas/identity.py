@@ -12,24 +12,24 @@ from typing import ClassVar
 
 from pydantic import AwareDatetime, Field
 
-from contracts_schemas.base import Event
+from contracts_schemas.base import Event, Identifier, Text
 from contracts_schemas.common import PostalAddress
 
 
 class CustomerEvent(Event):
     context: ClassVar[str] = "identity"
 
-    customer_id: str = Field(min_length=1, max_length=100)
+    customer_id: Identifier = Field(min_length=1, max_length=100)
 
 
 class CustomerRegistered(CustomerEvent):
-    first_name: str = Field(min_length=1, max_length=100)
-    last_name: str = Field(min_length=1, max_length=100)
+    first_name: Text = Field(min_length=1, max_length=100)
+    last_name: Text = Field(min_length=1, max_length=100)
     birth_date: date
     natural_person: bool = True
     address: PostalAddress
-    email: str = Field(min_length=3, max_length=254)
-    mobile: str | None = Field(default=None, max_length=30)
+    email: Text = Field(min_length=3, max_length=254)
+    mobile: Text | None = Field(default=None, max_length=30)
 
 
 class AccountActivated(CustomerEvent):
@@ -43,10 +43,10 @@ class AccountCancelled(CustomerEvent):
 class ContactDetailsChanged(CustomerEvent):
     """E-mail and/or mobile changed; the old values let the notifier warn the old address."""
 
-    email: str | None = None
-    previous_email: str | None = None
-    mobile: str | None = None
-    previous_mobile: str | None = None
+    email: Text | None = None
+    previous_email: Text | None = None
+    mobile: Text | None = None
+    previous_mobile: Text | None = None
 
 
 class AddressChanged(CustomerEvent):
@@ -60,34 +60,34 @@ class CodeEvent(CustomerEvent):
 class ActivationCodeIssued(CodeEvent):
     """ID-3: sent by letter to the policyholder's postal address."""
 
-    code: str = Field(min_length=4, max_length=32)
+    code: Identifier = Field(min_length=4, max_length=32)
     address: PostalAddress
 
 
 class LoginCodeRequested(CodeEvent):
     """ID-5: SMS code for the second login factor."""
 
-    code: str = Field(min_length=4, max_length=12)
-    mobile: str = Field(min_length=3, max_length=30)
+    code: Identifier = Field(min_length=4, max_length=12)
+    mobile: Text = Field(min_length=3, max_length=30)
 
 
 class MtanRequested(CodeEvent):
     """ID-6: one-time SMS code confirming a security-relevant change."""
 
-    code: str = Field(min_length=4, max_length=12)
-    mobile: str = Field(min_length=3, max_length=30)
-    purpose: str = Field(min_length=1, max_length=50)
+    code: Identifier = Field(min_length=4, max_length=12)
+    mobile: Text = Field(min_length=3, max_length=30)
+    purpose: Text = Field(min_length=1, max_length=50)
 
 
 class UsernameReminderRequested(CustomerEvent):
     """ID-7: the username goes to the stored e-mail."""
 
-    email: str
-    username: str
+    email: Text
+    username: Text
 
 
 class PasswordResetRequested(CodeEvent):
     """ID-7: single-use, expiring reset link."""
 
-    email: str
-    reset_url: str = Field(min_length=1, max_length=2000)
+    email: Text
+    reset_url: Text = Field(min_length=1, max_length=2000)

@@ -7,13 +7,13 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from contracts_schemas.base import Event
+from contracts_schemas.base import Event, Identifier, Text
 
 
 class LoyaltyEvent(Event):
     context: ClassVar[str] = "loyalty"
 
-    customer_id: str = Field(min_length=1, max_length=100)
+    customer_id: Identifier = Field(min_length=1, max_length=100)
 
 
 class CustomerEnrolled(LoyaltyEvent):
@@ -21,16 +21,16 @@ class CustomerEnrolled(LoyaltyEvent):
 
 
 class PointsCredited(LoyaltyEvent):
-    lot_id: str
+    lot_id: Identifier
     points: int = Field(gt=0)
-    rule: str
+    rule: Text
     credited_on: date
     expires_on: date
 
 
 class RewardRedeemed(LoyaltyEvent):
-    redemption_id: str
-    reward_id: str
+    redemption_id: Identifier
+    reward_id: Identifier
     points: int = Field(ge=0)
     co_payment_cents: int = Field(ge=0)
 

@@ -10,23 +10,23 @@ from datetime import date
 
 from pydantic import Field
 
-from contracts_schemas.base import UpstreamMessage
+from contracts_schemas.base import Identifier, Text, UpstreamMessage
 from contracts_schemas.common import Carrier, ProductLine
 
 
 class PolicyIssuedUpstream(UpstreamMessage):
     product_line: ProductLine
     carrier: Carrier
-    policyholder_ids: tuple[str, ...] = Field(min_length=1)
-    insured_person_ids: tuple[str, ...] = ()
+    policyholder_ids: tuple[Identifier, ...] = Field(min_length=1)
+    insured_person_ids: tuple[Identifier, ...] = ()
     visible_to_insured: bool = False
     start_date: date
-    tariff: str = Field(default="", max_length=200)
+    tariff: Text = Field(default="", max_length=200)
     annual_premium_cents: int = Field(default=0, ge=0)
 
 
 class PremiumPaidUpstream(UpstreamMessage):
-    payment_id: str = Field(min_length=1, max_length=100)
+    payment_id: Identifier = Field(min_length=1, max_length=100)
     amount_cents: int = Field(gt=0)
 
 
@@ -35,5 +35,5 @@ class PolicyCancelledUpstream(UpstreamMessage):
 
 
 class PolicyholdersChangedUpstream(UpstreamMessage):
-    policyholder_ids: tuple[str, ...] = Field(min_length=1)
+    policyholder_ids: tuple[Identifier, ...] = Field(min_length=1)
     effective_date: date
