@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
-from uuid import UUID
+from typing import TypeVar
 
 import asyncpg
 from contracts_schemas import Event, partition_key, topic_of
@@ -21,35 +18,22 @@ from contracts_schemas.cloudevents import CloudEvent, encode
 
 from servicekit.db import Connection
 from servicekit.tracing import current_traceparent
+from servicekit.unit_of_work import (
+    ConcurrencyConflict,
+    DuplicateEvent,
+    RecordedEvent,
+)
+
+__all__ = [
+    "ConcurrencyConflict",
+    "DuplicateEvent",
+    "EventStore",
+    "RecordedEvent",
+    "TopicOf",
+    "transaction_retrying_conflicts",
+]
 
 T = TypeVar("T")
-
-
-class ConcurrencyConflict(Exception):
-    """Another writer appended to the stream since the caller read it."""
-
-    def __init__(self, stream_id: str, expected_version: int, actual_version: int | None) -> None:
-        super().__init__(
-            f"stream {stream_id} is at version {actual_version}, expected {expected_version}"
-        )
-        self.stream_id = stream_id
-        self.expected_version = expected_version
-        self.actual_version = actual_version
-
-
-class DuplicateEvent(Exception):
-    """An event with this id is stored already (a retried command derived the same id)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    global_position: int
-    event_id: UUID
-    stream_id: str
-    stream_version: int
-    event_type: str
-    occurred_at: datetime
-    payload: dict[str, Any]
 
 
 # One round trip: the version check, the events and their outbox rows. The data-modifying

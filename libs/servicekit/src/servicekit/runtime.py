@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import httpx
@@ -26,17 +26,22 @@ from fastapi import FastAPI
 from servicekit.auth import JwksUrlKeys, KeySource, ServiceCredentials, StaticKeys, TokenVerifier
 from servicekit.clock import Clock, FileClock, SystemClock
 from servicekit.consumer import Handler, InboxConsumer
-from servicekit.db import create_pool, migrate, migrations_in
+from servicekit.db import Connection, create_pool, migrate, migrations_in
 from servicekit.eventstore import EventStore
 from servicekit.http import create_app
 from servicekit.kafka import at_least_once_consumer, ensure_topics, publish_all, reliable_producer
 from servicekit.logging import configure_logging, get_logger
 from servicekit.outbox import OutboxRelay, relay_lock_key
+from servicekit.postgres import postgres_transactions
 from servicekit.runner import Loop, serve
 from servicekit.settings import ServiceSettings
+from servicekit.stream import EventStream
 from servicekit.tracing import configure_tracing
+from servicekit.unit_of_work import Transactions, UnitOfWork
 
 log = get_logger(__name__)
+
+U = TypeVar("U", bound=UnitOfWork)
 
 
 @dataclass
@@ -76,6 +81,35 @@ class Runtime:
         relay = OutboxRelay(
             self.pool,
             functools.partial(publish_all, self.producer),
+            lock_key=relay_lock_key(self.settings.schema_name),
+            name=self.settings.schema_name,
+        )
+        return relay.run
+
+    def transactions(self, unit_of_work: Callable[[Connection, EventStore], U]) -> Transactions[U]:
+        """Transactions on this service's pool, each with a fresh `unit_of_work`."""
+        return postgres_transactions(self.pool, lambda conn: unit_of_work(conn, self.store))
+
+    def stream(self, transactions: Transactions[U]) -> EventStream[U]:
+        return EventStream(self.settings, transactions)
+
+    def stream_loop(self, stream: EventStream[Any]) -> Loop:
+        """The broker's subscribers run from start until `stop`."""
+
+        async def consume(stop: asyncio.Event) -> None:
+            await stream.start()
+            try:
+                await stop.wait()
+            finally:
+                await stream.close()
+
+        return consume
+
+    def outbox_loop(self, stream: EventStream[Any]) -> Loop:
+        """The outbox relay, publishing through the stream's broker."""
+        relay = OutboxRelay(
+            self.pool,
+            stream.publish,
             lock_key=relay_lock_key(self.settings.schema_name),
             name=self.settings.schema_name,
         )

@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
     # system name -> SHA-256 hex digest of its secret (see servicekit.auth.ServiceCredentials)
     service_credentials: dict[str, str] = Field(default_factory=dict)
     log_level: str = "INFO"
+    # Names this instance among several of one service (Kafka static membership: keep it
+    # across restarts, never share it between instances running at once). Default: host name.
+    instance_id: str | None = None
     clock_file: Path | None = None  # test environments only: see servicekit.clock.FileClock
 
     @property

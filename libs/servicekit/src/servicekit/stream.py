@@ -1,0 +1,335 @@
+"""The stream side of a service: a FastStream `KafkaBroker` with inbox subscribers.
+
+A service declares what it consumes with `@stream.subscriber(group, *topics)` on a
+handler `(messages, uow) -> None`; this module supplies the guarantees around it:
+
+- batches are fetched from the earliest offset of a new group, with a static
+  `group_instance_id`, so a restarted instance gets its partitions back at once;
+- undecodable or schema-invalid messages, messages a handler `Rejected`, and values the
+  database refuses go to the group's dead-letter topic with the reason in `x-dlq-*`
+  headers, and the batch goes on without them;
+- the inbox rows and the handler's effects commit in ONE transaction, and only then are
+  the offsets committed (FastStream's own ack policy is switched off: `MANUAL`);
+- anything else (the database or broker away) seeks back to the batch's first offsets
+  and tries again after a pause, so nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeAlias, TypeVar
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
+from contracts_schemas.base import Contract
+from contracts_schemas.cloudevents import CloudEvent, InvalidMessage, decode, from_kafka
+from contracts_schemas.topics import dead_letter_topic
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from servicekit.kafka import OutgoingRecord, ensure_topics
+from servicekit.logging import get_logger
+from servicekit.metrics import BATCH_SECONDS, CONSUMED
+from servicekit.settings import ServiceSettings
+from servicekit.tracing import context_from_headers, tracer
+from servicekit.unit_of_work import Transactions, UnitOfWork, Unstorable
+
+log = get_logger(__name__)
+
+U = TypeVar("U", bound=UnitOfWork)
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+InboxHandler = Callable[[Sequence[Contract], U], Awaitable[None]]
+
+# The broker accepts records up to its message.max.bytes (1 MiB by default); a dead letter
+# adds its reason headers to a record the broker accepted, so its body may no longer fit.
+# Bodies above this size are replaced by a reference to the original record.
+DEAD_LETTER_MAX_BODY = 512 * 1024
+MAX_REQUEST_SIZE = 2 * 1024 * 1024
+RETRY_PAUSE_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+class Rejected(Exception):
+    """Raised by a handler for a message that can never be processed (-> dead letters)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One decoded message and the record it came in."""
+
+    message: Contract
+    cloud_event: CloudEvent
+    record: Record
+
+    @property
+    def inbox_key(self) -> str:
+        """CloudEvents: `source` + `id` identify an event; one id from two sources is two."""
+        return f"{self.cloud_event.source}#{self.cloud_event.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    reason: str
+
+
+Publish = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
+
+
+class InboxConsumer(Generic[U]):
+    """Applies fetched batches through the inbox; free of FastStream so tests can drive it."""
+
+    def __init__(
+        self,
+        name: str,
+        handler: InboxHandler[U],
+        transactions: Transactions[U],
+        publish: Publish,
+        dead_letter_topic: str,
+    ) -> None:
+        self.name = name
+        self._handler = handler
+        self._transactions = transactions
+        self._publish = publish
+        self._dead_letter_topic = dead_letter_topic
+        self.applied = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    async def process(self, records: Sequence[Record]) -> None:
+        """Apply one batch: effects and inbox committed, dead letters published."""
+        if not records:
+            return
+        deliveries, dead = decode_records(records)
+        span = tracer(__name__).start_as_current_span(
+            f"consume {self.name}", context=context_from_headers(records[0].headers)
+        )
+        with span, BATCH_SECONDS.labels(self.name).time():
+            dead += await self._apply(deliveries)
+            await self._dead_letter(dead)
+
+    async def _apply(self, deliveries: list[Delivery]) -> list[DeadLetter]:
+        """The batch in one transaction; when one message cannot be applied, one by one."""
+        if not deliveries:
+            return []
+        try:
+            await self._transactions.run(lambda uow: self._apply_fresh(uow, deliveries))
+            return []
+        except (Rejected, Unstorable):
+            log.warning("batch_refused_applying_one_by_one", consumer=self.name)
+        dead: list[DeadLetter] = []
+        for delivery in deliveries:
+            try:
+                await self._transactions.run(functools.partial(self._apply_one, delivery))
+            except (Rejected, Unstorable) as refused:
+                # Not remembered in the inbox: replayed from the dead letters once its cause
+                # is mended, it must still apply.
+                dead.append(DeadLetter(delivery.record, refused.reason))
+        return dead
+
+    async def _apply_one(self, delivery: Delivery, uow: U) -> None:
+        await self._apply_fresh(uow, [delivery])
+
+    async def _apply_fresh(self, uow: U, deliveries: list[Delivery]) -> None:
+        fresh = await self._remember(uow, deliveries)
+        duplicates = len(deliveries) - len(fresh)
+        if fresh:
+            await self._handler([d.message for d in fresh], uow)
+        self.duplicates += duplicates
+        self.applied += len(fresh)
+        CONSUMED.labels(self.name, "duplicate").inc(duplicates)
+        CONSUMED.labels(self.name, "applied").inc(len(fresh))
+
+    async def _remember(self, uow: U, deliveries: list[Delivery]) -> list[Delivery]:
+        fresh_keys = await uow.inbox.remember(self.name, [d.inbox_key for d in deliveries])
+        return _first_of_each(d for d in deliveries if d.inbox_key in fresh_keys)
+
+    async def _dead_letter(self, dead: list[DeadLetter]) -> None:
+        if not dead:
+            return
+        topic = self._dead_letter_topic
+        await self._publish([dead_letter_record(topic, self.name, d) for d in dead])
+        self.dead_lettered += len(dead)
+        CONSUMED.labels(self.name, "dead_lettered").inc(len(dead))
+        for letter in dead:
+            log.warning(
+                "dead_lettered",
+                consumer=self.name,
+                topic=letter.record.topic,
+                partition=letter.record.partition,
+                offset=letter.record.offset,
+                reason=letter.reason,
+            )
+
+
+def decode_records(records: Sequence[Record]) -> tuple[list[Delivery], list[DeadLetter]]:
+    deliveries: list[Delivery] = []
+    dead: list[DeadLetter] = []
+    for record in records:
+        try:
+            cloud_event = from_kafka(record.headers, record.value)
+            message = decode(cloud_event)
+        except InvalidMessage as invalid:
+            dead.append(DeadLetter(record, invalid.reason))
+            continue
+        deliveries.append(Delivery(message, cloud_event, record))
+    return deliveries, dead
+
+
+def _first_of_each(deliveries: Iterable[Delivery]) -> list[Delivery]:
+    seen: dict[str, Delivery] = {}
+    for delivery in deliveries:
+        seen.setdefault(delivery.inbox_key, delivery)
+    return list(seen.values())
+
+
+def dead_letter_record(topic: str, consumer: str, letter: DeadLetter) -> OutgoingRecord:
+    record = letter.record
+    value = record.value or b""
+    headers = [(k, bytes(v)) for k, v in record.headers or () if not k.startswith("x-dlq-")]
+    headers += [
+        ("x-dlq-reason", letter.reason.encode()),
+        ("x-dlq-consumer", consumer.encode()),
+        ("x-dlq-original-topic", record.topic.encode()),
+        ("x-dlq-original-partition", str(record.partition).encode()),
+        ("x-dlq-original-offset", str(record.offset).encode()),
+        ("x-dlq-at", datetime.now(UTC).isoformat().encode()),
+    ]
+    if len(value) > DEAD_LETTER_MAX_BODY:
+        digest = hashlib.sha256(value).hexdigest()
+        headers.append(("x-dlq-body-omitted", f"{len(value)} bytes, sha256 {digest}".encode()))
+        value = b""
+    key = record.key.decode("utf-8", "replace") if record.key else ""
+    return OutgoingRecord(topic, key, value, headers)
+
+
+class EventStream(Generic[U]):
+    """A service's `KafkaBroker`: inbox subscribers in, the outbox relay's producer out."""
+
+    def __init__(self, settings: ServiceSettings, transactions: Transactions[U]) -> None:
+        self._settings = settings
+        self._transactions = transactions
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap,
+            client_id=f"{settings.service_name}-{instance_id(settings)}",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            max_request_size=MAX_REQUEST_SIZE,
+            request_timeout_ms=30_000,
+            retry_backoff_ms=200,
+            description=f"Events that the {settings.service_name} service consumes.",
+            logger=get_logger("faststream"),
+            log_level=logging.DEBUG,  # "Received"/"Processed" per batch: debug, not info
+        )
+        self.consumers: list[InboxConsumer[U]] = []
+        self._topics: list[str] = []
+
+    def topic(self, name: str) -> str:
+        return self._settings.topic_prefix + name
+
+    def subscriber(self, group: str, *topics: str) -> Callable[[InboxHandler[U]], InboxHandler[U]]:
+        """Register `handler` as consumer group `group` of `topics` (unprefixed names)."""
+
+        def register(handler: InboxHandler[U]) -> InboxHandler[U]:
+            group_id = self.topic(group)
+            consumer = InboxConsumer(
+                group_id, handler, self._transactions, self.publish,
+                self.topic(dead_letter_topic(group)),
+            )  # fmt: skip
+            names = [self.topic(t) for t in topics]
+            self._topics += names
+            self.consumers.append(consumer)
+            subscriber = self.broker.subscriber(
+                *names,
+                batch=True,
+                group_id=group_id,
+                group_instance_id=f"{group_id}-{instance_id(self._settings)}",
+                auto_offset_reset="earliest",
+                ack_policy=AckPolicy.MANUAL,
+                isolation_level="read_committed",
+                max_records=1000,
+                fetch_max_bytes=16 * 1024 * 1024,
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+                session_timeout_ms=30_000,
+                heartbeat_interval_ms=3_000,
+                decoder=_raw_records,
+                title=f"{group_id}:consume",
+                description=handler.__doc__,
+            )
+            subscriber(_on_batch(consumer))
+            return handler
+
+        return register
+
+    async def start(self) -> None:
+        await ensure_topics(self._settings.kafka_bootstrap, self._topics)
+        await self.broker.start()
+
+    async def close(self) -> None:
+        await self.broker.stop()
+
+    def producer(self) -> AIOKafkaProducer:
+        """The broker's idempotent producer (acks=all). Records are sent as bytes with
+        their headers unchanged, which FastStream's text-header `publish` cannot do."""
+        fast_producer: Any = self.broker.config.producer
+        producer: AIOKafkaProducer = fast_producer._producer.producer
+        return producer
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        """Send in order on the one idempotent producer; return when all are acknowledged."""
+        producer = self.producer()
+        sent = [
+            await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers)
+            for r in records
+        ]
+        await asyncio.gather(*sent)
+
+
+def instance_id(settings: ServiceSettings) -> str:
+    """Stable across restarts of one instance, different between instances at once."""
+    return settings.instance_id or socket.gethostname()
+
+
+async def _raw_records(message: KafkaMessage) -> Any:
+    """The records are decoded by the inbox consumer itself, once."""
+    return None
+
+
+def _on_batch(consumer: InboxConsumer[Any]) -> Callable[[KafkaMessage], Awaitable[None]]:
+    failures = 0
+
+    async def consume(message: KafkaMessage) -> None:
+        nonlocal failures
+        records: tuple[Record, ...] = message.raw_message
+        try:
+            await consumer.process(records)
+        except Exception as exc:
+            # Database or broker away: nothing of this batch was committed; read it again.
+            pause = RETRY_PAUSE_SECONDS[min(failures, len(RETRY_PAUSE_SECONDS) - 1)]
+            failures += 1
+            log.warning("batch_failed_retrying", consumer=consumer.name, error=repr(exc))
+            await asyncio.sleep(pause)
+            await message.nack()
+            return
+        failures = 0
+        try:
+            await message.ack()
+        except KafkaError as exc:
+            # A rebalance or an unreachable coordinator: whoever reads these partitions next
+            # starts from the last commit, and the inbox absorbs what this batch applied.
+            log.warning("offset_commit_failed", consumer=consumer.name, error=repr(exc))
+
+    consume.__name__ = f"consume_{consumer.name}"
+    return consume

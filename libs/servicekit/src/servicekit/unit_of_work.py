@@ -1,0 +1,117 @@
+"""The unit of work: one transaction, with the service's repositories as attributes.
+
+Handlers take a command or event and a unit of work that is already inside its
+transaction; they never commit, open connections or write SQL. Whoever calls them (an
+HTTP entrypoint through `Transactions.execute`, or an inbox subscriber) owns the
+transaction: it commits when the handler returns and rolls back when it raises.
+
+Every service's unit of work has at least the event log and the inbox; a service adds
+its own repositories in a subclass (PostgreSQL) and in its in-memory twin (unit tests).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+from uuid import UUID
+
+from contracts_schemas import Event
+from contracts_schemas.base import Contract
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+
+class Conflict(Exception):
+    """Another transaction changed what this one decided on: decide again on fresh state."""
+
+
+class ConcurrencyConflict(Conflict):
+    """Another writer appended to the stream since the caller read it."""
+
+    def __init__(self, stream_id: str, expected_version: int, actual_version: int | None) -> None:
+        super().__init__(
+            f"stream {stream_id} is at version {actual_version}, expected {expected_version}"
+        )
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+
+class DuplicateEvent(Exception):
+    """An event with this id is stored already (a retried command derived the same id)."""
+
+
+class Unstorable(Exception):
+    """The database refuses the data itself (not a passing fault): retrying cannot help."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    global_position: int
+    event_id: UUID
+    stream_id: str
+    stream_version: int
+    event_type: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+class EventLog(Protocol):
+    """The service's append-only event store and its outbox, inside the transaction."""
+
+    async def append(
+        self, stream_id: str, expected_version: int, events: Sequence[Event]
+    ) -> None: ...
+
+    async def enqueue(self, messages: Sequence[Contract]) -> None:
+        """Publish messages that are not events of a stream (same transaction)."""
+        ...
+
+    async def stream_version(self, stream_id: str) -> int: ...
+
+    async def read_stream(self, stream_id: str) -> list[RecordedEvent]: ...
+
+
+class Inbox(Protocol):
+    async def remember(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """Record the ids as processed by `consumer`; returns those not seen before."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    events: EventLog
+    inbox: Inbox
+
+
+U = TypeVar("U", bound=UnitOfWork)
+
+
+@dataclass(frozen=True, slots=True)
+class Transactions(Generic[U]):
+    """Runs work in one transaction, again on fresh state when a conflict says so."""
+
+    begin: Callable[[], AbstractAsyncContextManager[U]]
+    attempts: int = 5
+
+    async def run(self, work: Callable[[U], Awaitable[T]]) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                async with self.begin() as uow:
+                    return await work(uow)
+            except Conflict:
+                if attempt == self.attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def execute(self, handler: Callable[[C, U], Awaitable[T]], command: C) -> T:
+        """`handler(command, uow)` in a transaction of its own."""
+        return await self.run(functools.partial(handler, command))
