@@ -2,10 +2,12 @@
 
 Customer tokens are JWTs signed with an asymmetric key (RS256/ES256/EdDSA) published by
 the identity service as a JWKS. Audience, issuer and expiry are checked against the
-injected clock; `amr` says how the session was authenticated (ID-10), which services
-enforce (DOC-3). Internal endpoints take service credentials instead: HTTP Basic with a
-system name and a secret whose SHA-256 digest is configured (the secret itself is never
-stored in configuration).
+injected clock; the issuer always (`DEFAULT_TOKEN_ISSUER` unless configured, which the
+tokens minted here for development and tests carry too). A token whose claims do not
+have their registered types is refused like a forged one. `amr` says how the session
+was authenticated (ID-10), which services enforce (DOC-3). Internal endpoints take
+service credentials instead: HTTP Basic with a system name and a secret whose SHA-256
+digest is configured (the secret itself is never stored in configuration).
 """
 
 from __future__ import annotations
@@ -19,16 +21,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import httpx
 import jwt
 from jwt import PyJWK
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, StrictStr
+from pydantic import ValidationError as ClaimsError
 
 from servicekit.clock import Clock
 
 ALGORITHMS = ["RS256", "ES256", "EdDSA"]
 SECOND_FACTOR_METHODS = frozenset({"sms", "otp", "mfa"})
+DEFAULT_TOKEN_ISSUER = "portal-identity"  # noqa: S105 - an issuer, not a secret
+_REQUIRED_CLAIMS = ["sub", "exp", "aud", "iss"]
+# No control characters: the subject becomes a customer id in SQL parameters and logs.
+_PRINTABLE = r"^[^\u0000-\u001f\u007f-\u009f]+$"
 
 
 class AuthLevel(StrEnum):
@@ -49,6 +57,27 @@ class Principal:
     @property
     def has_second_factor(self) -> bool:
         return self.auth_level is AuthLevel.PASSWORD_AND_SMS
+
+
+_YEAR_9999 = 253_402_300_799
+# Seconds since the epoch (RFC 7519 NumericDate), within what a datetime can represent.
+NumericDate = Annotated[
+    StrictInt | Annotated[FiniteFloat, Field(strict=True)], Field(ge=0, le=_YEAR_9999)
+]
+
+
+class _Claims(BaseModel):
+    """The claims this service reads, with the types RFC 7519 and OIDC give them. A token
+    signed by the right key but shaped otherwise is as invalid as a forged one."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sub: StrictStr = Field(min_length=1, max_length=200, pattern=_PRINTABLE)
+    exp: NumericDate
+    nbf: NumericDate | None = None
+    amr: list[StrictStr] = Field(default_factory=list)
+    acr: StrictStr | None = None
+    jti: StrictStr | None = Field(default=None, max_length=200, pattern=_PRINTABLE)
 
 
 class KeySource(Protocol):
@@ -111,7 +140,7 @@ class TokenVerifier:
         keys: KeySource,
         clock: Clock,
         audience: str,
-        issuer: str | None = None,
+        issuer: str = DEFAULT_TOKEN_ISSUER,
         leeway_seconds: int = 30,
     ) -> None:
         self._keys = keys
@@ -131,22 +160,24 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
-                         "require": ["sub", "exp", "aud"]},
+                         "require": _REQUIRED_CLAIMS},
             )  # fmt: skip
-        except jwt.PyJWTError as exc:
+            checked = _Claims.model_validate(claims)
+        except (jwt.PyJWTError, ClaimsError) as exc:
             raise Unauthenticated("invalid token") from exc
-        self._check_times(claims)
-        methods = set(claims.get("amr") or ())
+        self._check_times(checked)
         level = (
-            AuthLevel.PASSWORD_AND_SMS if methods & SECOND_FACTOR_METHODS else AuthLevel.PASSWORD
+            AuthLevel.PASSWORD_AND_SMS
+            if set(checked.amr) & SECOND_FACTOR_METHODS
+            else AuthLevel.PASSWORD
         )
-        return Principal(str(claims["sub"]), level, claims.get("jti"))
+        return Principal(checked.sub, level, checked.jti)
 
-    def _check_times(self, claims: Mapping[str, Any]) -> None:
+    def _check_times(self, claims: _Claims) -> None:
         now = self._clock.now().timestamp()
-        if float(claims["exp"]) + self._leeway < now:
+        if claims.exp + self._leeway < now:
             raise Unauthenticated("token expired")
-        if "nbf" in claims and float(claims["nbf"]) - self._leeway > now:
+        if claims.nbf is not None and claims.nbf - self._leeway > now:
             raise Unauthenticated("token not yet valid")
 
 
@@ -186,9 +217,10 @@ def mint_token(
     expires_at: datetime,
     *,
     methods: tuple[str, ...] = ("pwd",),
-    issuer: str | None = None,
+    issuer: str | None = DEFAULT_TOKEN_ISSUER,
 ) -> str:
-    """Sign a customer token (tests, and the identity service until it has its own)."""
+    """Sign a customer token (tests, and the identity service until it has its own).
+    `issuer=None` leaves `iss` out, which every verifier refuses."""
     key = PyJWK(dict(private_jwk))
     claims: dict[str, Any] = {
         "sub": subject,

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from servicekit.auth import DEFAULT_TOKEN_ISSUER
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PORTAL_", extra="ignore")
@@ -22,7 +24,7 @@ class ServiceSettings(BaseSettings):
     jwks: str | None = None  # inline JWKS JSON: development and tests
     topic_prefix: str = ""  # isolates test runs sharing one broker
     token_audience: str = "portal"  # noqa: S105 - an audience, not a secret
-    token_issuer: str | None = None
+    token_issuer: str = DEFAULT_TOKEN_ISSUER  # always checked; `iss` of the identity service
     # system name -> SHA-256 hex digest of its secret (see servicekit.auth.ServiceCredentials)
     service_credentials: dict[str, str] = Field(default_factory=dict)
     log_level: str = "INFO"

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import jwt
 import pytest
+from jwt import PyJWK
+from jwt.algorithms import get_default_algorithms
 from servicekit.auth import (
+    DEFAULT_TOKEN_ISSUER,
     AuthLevel,
     JwksUrlKeys,
     ServiceCredentials,
@@ -19,6 +25,7 @@ from servicekit.auth import (
     mint_token,
 )
 from servicekit.clock import FixedClock
+from servicekit.settings import ServiceSettings
 
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 PRIVATE, JWKS = generate_signing_key("k1")
@@ -108,3 +115,102 @@ def test_wrong_service_credentials_are_refused(header: str | None) -> None:
     credentials = ServiceCredentials({"collections": ServiceCredentials.digest("s3cret")})
     with pytest.raises(Unauthenticated):
         credentials.verify(header)
+
+
+def signed(claims: object, **header: object) -> str:
+    """A token signed by the right key whatever its claims: the identity service's bug or a
+    stolen key's misuse must still not crash a service."""
+    parts = [
+        _b64(json.dumps({"alg": "ES256", "typ": "JWT", "kid": "k1"} | header)),
+        _b64(json.dumps(claims)),
+    ]
+    signature = ES256.sign(".".join(parts).encode(), PyJWK(PRIVATE).key)
+    return ".".join([*parts, base64.urlsafe_b64encode(signature).decode().rstrip("=")])
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+ES256 = get_default_algorithms()["ES256"]
+VALID = {
+    "sub": "cust-1",
+    "aud": "portal",
+    "iss": DEFAULT_TOKEN_ISSUER,
+    "exp": int((NOW + timedelta(minutes=5)).timestamp()),
+}
+
+
+async def test_a_well_formed_raw_token_passes_so_the_malformed_cases_prove_something() -> None:
+    assert (await verifier().verify(signed(VALID))).customer_id == "cust-1"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        VALID | {"exp": "tomorrow"},
+        VALID | {"exp": str(VALID["exp"])},
+        VALID | {"exp": 10**400},
+        VALID | {"exp": True},
+        VALID | {"exp": None},
+        VALID | {"nbf": "now"},
+        VALID | {"amr": 2},
+        VALID | {"amr": "sms"},
+        VALID | {"amr": [1, 2]},
+        VALID | {"sub": 42},
+        VALID | {"sub": {"id": "cust-1"}},
+        VALID | {"sub": ""},
+        VALID | {"sub": "cust\u00001"},
+        VALID | {"acr": ["password"]},
+        VALID | {"acr": 2},
+        VALID | {"jti": 7},
+        VALID | {"aud": 5},
+        VALID | {"iss": ["portal-identity"]},
+        *({k: v for k, v in VALID.items() if k != missing} for missing in VALID),
+        ["not", "an", "object"],
+        "a string",
+    ],
+    ids=lambda c: json.dumps(
+        {k: v for k, v in c.items() if VALID.get(k) != v} | {"-": sorted(VALID.keys() - c.keys())}
+        if isinstance(c, dict)
+        else c
+    ),
+)
+async def test_a_signed_token_with_malformed_claims_is_unauthenticated_not_a_crash(
+    claims: object,
+) -> None:
+    with pytest.raises(Unauthenticated):
+        await verifier().verify(signed(claims))
+
+
+async def test_a_signed_token_with_exp_nan_is_refused_instead_of_never_expiring() -> None:
+    forever = signed(VALID | {"exp": float("nan")})
+    with pytest.raises(Unauthenticated):
+        await verifier().verify(forever)
+
+
+@pytest.mark.parametrize(
+    "header", [{"kid": 1}, {"kid": {"x": 1}}, {"alg": "none"}, {"crit": ["exp"]}]
+)
+async def test_a_token_with_a_malformed_header_is_unauthenticated(header: dict[str, Any]) -> None:
+    with pytest.raises(Unauthenticated):
+        await verifier().verify(signed(VALID, **header))
+
+
+async def test_the_issuer_is_always_checked_even_when_no_issuer_is_configured() -> None:
+    with pytest.raises(Unauthenticated):
+        await verifier().verify(token(issuer=None))
+    with pytest.raises(Unauthenticated):
+        await verifier().verify(token(issuer="https://evil.example"))
+
+
+async def test_a_configured_issuer_replaces_the_default() -> None:
+    custom = TokenVerifier(StaticKeys(JWKS), FixedClock(NOW), "portal", "https://id.example")
+    assert (await custom.verify(token(issuer="https://id.example"))).customer_id == "cust-1"
+    with pytest.raises(Unauthenticated):
+        await custom.verify(token())
+
+
+def test_tokens_minted_for_development_carry_the_issuer_services_check_by_default() -> None:
+    claims = jwt.decode(token(), options={"verify_signature": False})
+    assert claims["iss"] == ServiceSettings().token_issuer == DEFAULT_TOKEN_ISSUER
