@@ -1,101 +1,5 @@
-"""The points ledger of one customer: a pure fold of facts and the business calendar.
-
-`build_ledger(customer_id, facts, as_of, config)` is the single source of every balance
-(LOY-12): it takes the SET of facts concerning the customer (duplicates by `event_id`
-are dropped), orders them by business time (`occurred_at`, then a fixed kind priority,
-then `event_id`), interleaves the Europe/Berlin calendar moments up to `as_of` (monthly
-runs, January runs, year-end expiry) and folds. Delivery order and re-delivery change
-nothing. Facts that do not concern the customer (other customers' facts, payments not
-naming them, policies they never held) change nothing. Nothing here reads a clock or does
-I/O; Berlin dates come from `servicekit.clock` (pure stdlib helpers).
-
-Calendar moments (all at 00:00 Europe/Berlin)
-- Monthly run on the 1st of each month: credits the premium payments of the previous
-  Berlin month (LOY-2). Lot credit date = run date.
-- 1 January of year Y, in this order: expiry of the lots credited in Y-4 (LOY-5), the
-  monthly run of that day, the January run of Y (LOY-3).
-- A calendar moment at instant t is applied before the facts that occurred at t. So a
-  ledger "as of t" (what `decide_redemption` sees at t) contains exactly what precedes a
-  fact at t in the fold, and the fold reproduces every decision taken at t.
-
-Fact priority at one instant: registration, enrolment, policy issued, policyholders
-changed, policy cancelled, premium paid, e-mail-instead-of-letter on, off, service used,
-reward redeemed, account cancelled (last: whatever happened at that very instant still
-counts, then the membership ends).
-
-Interpretations (decided where the spec and the lead's design are silent)
-1. Duplicates: facts are identified by `event_id`. Two different facts with the same
-   event_id (a producer bug) are resolved deterministically: the one that sorts first by
-   (occurred_at, kind priority, repr) wins. Independently, a premium payment counts once
-   per `payment_id`, a redemption once per `redemption_id` (first in business order).
-2. Enrolment happens once: the first Enrolled fact counts; Enrolled facts after an
-   AccountCancelled (business time) are ignored - a cancelled account never rejoins.
-   An AccountCancelled for a customer who never enrolled also ends the membership
-   (status `ended` with no `enrolled_at`), so nothing can ever be credited.
-3. LOY-2: a payment earns points when, in business time, the customer is enrolled at
-   (or before, same instant counts) the payment and still a member at the run. The
-   payment's own `point_relevant`, `product_line` and `policyholder_ids` are trusted (the
-   contracts service applies the CT-5 table). Points = floor(full euros * rate); payments
-   worth 0 points (amount < 1 EUR, rate 0, refunds/negative amounts) create nothing.
-4. LOY-8 at the run: the policy's terms (each PolicyIssued opens one, a PolicyCancelled
-   sets the end of the latest one; a second cancellation of the same term corrects its
-   date) are looked up for the Berlin date of the payment: the governing term is the
-   latest term started on or before that date (else the first term); the payment earns
-   only if that term has no end or the date is on/before the end. So payments after a
-   cancellation's effective date earn nothing until the policy is issued again; payments
-   before the very first start date (first premium paid in advance) earn. Only
-   cancellations known (by business time) at the run count: a retroactive cancellation
-   recorded after the run never takes back credited points ("earned points stay").
-   A payment of a policy without any known PolicyIssued earns normally.
-5. LOY-3: holdings are per policy term; issuing a policy again (even without a
-   cancellation in between) restarts the holding (the previous open term ends on the new
-   start date). A holder added by PolicyholdersChanged holds from its effective date; a
-   removed holder stops on that date. A holding counts in the run of year Y when it
-   started on or before 1 January Y and did not end before 1 January Y; the longest one
-   wins (earliest start, tie: smallest policy_id). full years = completed years from the
-   start to 1 January Y; k = full years + 1; points = min(100 * k, 1000) - the 10th year
-   already yields 1000, the 11th and later stay at 1000. Only facts known at the run (by
-   business time) count, like LOY-8. Relevance comes from the PolicyIssued of the term;
-   a holding of a policy never seen issued is not relevant.
-6. LOY-4: only the customer's first EmailInsteadOfLetterActivated (business order) can
-   earn the bonus, and only if it occurred strictly after the enrolment and before the
-   membership ended. Deactivations never change points. Credited at the activation.
-7. LOY-11: a ServiceUsed credits every campaign for its action that is active on the
-   Berlin date of the use and not yet credited to the customer, provided the customer is
-   an active member at that time (same instant as enrolment counts). Credited at once.
-8. LOY-5: lots expire at 1 January (credit year + 4) 00:00 Berlin; one expiry history
-   entry per year end lists the lots and points. Redemptions draw from lots ordered by
-   (expires_on, credited_at, lot_id).
-9. LOY-9: at AccountCancelled every remaining point is forfeited (one history entry,
-   even with 0 points, when the customer was enrolled), pending premium credits are
-   dropped and nothing is credited afterwards. A late-arriving fact whose business time
-   precedes the cancellation is folded where it belongs: its credit appears in the
-   history before the cancellation and is forfeited with the rest - the balance after
-   the cancellation is 0 whatever arrives.
-10. Over-drawn redemption: when a late fact (e.g. a cancellation recorded, in business
-    time, before a monthly run) makes a recorded redemption exceed what the lots hold at
-    its time, the redemption takes what there is; the rest is reported as
-    `RedemptionReason.unbacked_points` (for operators) and is NOT carried as a debt. The
-    balance never goes negative and the fold never raises. Recorded redemptions are
-    applied even when the fold says the customer was not a member then (they take
-    whatever lots exist, usually none).
-11. Pending premium credits are shown while the customer is an active member and the
-    payment is not already excluded by a known cancellation (LOY-8); they are what the
-    next runs will credit unless a later fact says otherwise.
-12. History entry ids are deterministic (`premium:<payment_id>`, `loyalty:<year>`,
-    `eil-bonus`, `campaign:<campaign_id>` = the lot ids; `redemption:<redemption_id>`,
-    `expiry:<yyyy-12-31>`, `forfeit`) so the service can derive idempotent event ids.
-13. LOY-5 warnings: `expiry_warnings` looks only at the lots expiring at the end of the
-    current Berlin year and warns from `expiry_warning_lead_days` (inclusive) before
-    31 December; it returns a tuple (empty or one warning) with id
-    `expiry-warning:<customer_id>:<yyyy-12-31>`.
-14. Decisions (`decisions.py`) return the fact itself, with deterministic event ids
-    (`enrolled:<customer_id>`, `reward-redeemed:<redemption_id>`). LOY-1 checks in this
-    order: registered, account not cancelled, not yet enrolled, natural person, country
-    "DE" (case-insensitive), 18 on the Berlin date of `now` (born 29 February: of age on
-    1 March in common years, as under German law). LOY-6 refuses a redemption id already
-    in the history; with co-payment allowed, a balance of 0 pays the whole shortfall.
-"""
+"""The fold: one customer's facts and the Berlin calendar, in business order, into a
+`Ledger`. Pure: no clock, no I/O. How each rule is read: services/loyalty/README.md."""
 
 from __future__ import annotations
 
@@ -103,9 +7,7 @@ import bisect
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
-from fractions import Fraction
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 from servicekit.clock import berlin_date, start_of_berlin_day
@@ -125,274 +27,41 @@ from loyalty.domain.facts import (
     RewardRedeemed,
     ServiceUsed,
 )
-
-LOY_2 = "LOY-2"
-LOY_3 = "LOY-3"
-LOY_4 = "LOY-4"
-LOY_5 = "LOY-5"
-LOY_6 = "LOY-6"
-LOY_9 = "LOY-9"
-LOY_11 = "LOY-11"
-
-EIL_BONUS_POINTS = 1000
-LOYALTY_POINTS_PER_YEAR = 100
-LOYALTY_POINTS_MAX = 1000
-EIL_BONUS_LOT_ID = "eil-bonus"
-FORFEIT_ENTRY_ID = "forfeit"
-
-
-def premium_lot_id(payment_id: str) -> str:
-    return f"premium:{payment_id}"
-
-
-def loyalty_lot_id(year: int) -> str:
-    return f"loyalty:{year}"
-
-
-def campaign_lot_id(campaign_id: str) -> str:
-    return f"campaign:{campaign_id}"
-
-
-def redemption_entry_id(redemption_id: str) -> str:
-    return f"redemption:{redemption_id}"
-
-
-def expiry_entry_id(expires_on: date) -> str:
-    return f"expiry:{expires_on.isoformat()}"
-
-
-def lot_expires_on(credited_on: date) -> date:
-    """LOY-5: valid at least 36 months, until the end of the year in which they end."""
-    return date(credited_on.year + 3, 12, 31)
-
-
-def monthly_run_date(paid_on: date) -> date:
-    """LOY-2: the run on the 1st of the month after the (Berlin) month of payment."""
-    if paid_on.month == 12:
-        return date(paid_on.year + 1, 1, 1)
-    return date(paid_on.year, paid_on.month + 1, 1)
-
-
-def full_years_between(start: date, day: date) -> int:
-    """Completed years from `start` to `day` (0 when `day` precedes an anniversary)."""
-    years = day.year - start.year
-    if (day.month, day.day) < (start.month, start.day):
-        years -= 1
-    return max(years, 0)
-
-
-def loyalty_points_for(full_years: int) -> int:
-    """LOY-3: k = full years + 1, points = min(100 * k, 1000)."""
-    return min(LOYALTY_POINTS_PER_YEAR * (full_years + 1), LOYALTY_POINTS_MAX)
-
-
-# --- the statement ----------------------------------------------------------------------
-
-
-class MembershipStatus(StrEnum):
-    NOT_ENROLLED = "not_enrolled"
-    ENROLLED = "enrolled"
-    ENDED = "ended"
-
-
-@dataclass(frozen=True, slots=True)
-class Membership:
-    """Not enrolled / enrolled since `enrolled_at` / ended at `ended_at` (LOY-9)."""
-
-    status: MembershipStatus
-    enrolled_at: datetime | None = None
-    ended_at: datetime | None = None
-
-    @property
-    def is_active(self) -> bool:
-        return self.status is MembershipStatus.ENROLLED
-
-
-class EntryKind(StrEnum):
-    CREDIT = "credit"
-    REDEMPTION = "redemption"
-    EXPIRY = "expiry"
-    FORFEIT = "forfeit"
-
-
-@dataclass(frozen=True, slots=True)
-class PremiumReason:
-    """LOY-2: floor(full_euros * rate) points for payment `payment_id`."""
-
-    payment_id: str
-    payment_event_id: str
-    policy_id: str
-    product_line: str
-    paid_at: datetime
-    amount_cents: int
-    full_euros: int
-    rate: Fraction
-
-
-@dataclass(frozen=True, slots=True)
-class LoyaltyReason:
-    """LOY-3: policy `policy_id` held since `holding_since`; k = full_years + 1."""
-
-    year: int
-    policy_id: str
-    holding_since: date
-    full_years: int
-    k: int
-
-
-@dataclass(frozen=True, slots=True)
-class EilBonusReason:
-    """LOY-4: e-mail instead of letter activated after enrolment."""
-
-    activation_event_id: str
-    activated_at: datetime
-    enrolled_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CampaignReason:
-    """LOY-11: campaign `campaign_id` rewarded `action`."""
-
-    campaign_id: str
-    action: str
-    service_event_id: str
-    used_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class LotDraw:
-    """Points taken from one lot by a redemption, an expiry or a forfeit."""
-
-    lot_id: str
-    points: int
-
-
-@dataclass(frozen=True, slots=True)
-class RedemptionReason:
-    """LOY-6: `points_requested` by the recorded redemption; `lots` says where the points
-    came from; `unbacked_points` > 0 only when a late fact left the lots short (see the
-    module docstring, interpretation 10)."""
-
-    redemption_id: str
-    reward_id: str
-    points_requested: int
-    co_payment_cents: int
-    lots: tuple[LotDraw, ...]
-    unbacked_points: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExpiryReason:
-    """LOY-5: the lots that expired at the end of `expires_on`."""
-
-    expires_on: date
-    lots: tuple[LotDraw, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ForfeitReason:
-    """LOY-9: the account was cancelled; every remaining point is forfeited."""
-
-    account_cancelled_event_id: str
-    lots: tuple[LotDraw, ...]
-
-
-CreditReason = PremiumReason | LoyaltyReason | EilBonusReason | CampaignReason
-Reason = CreditReason | RedemptionReason | ExpiryReason | ForfeitReason
-
-
-@dataclass(frozen=True, slots=True)
-class Lot:
-    """LOY-5: one credit, valid until the end of `expires_on`; `remaining` is what is left
-    after redemptions, expiry or forfeit."""
-
-    lot_id: str
-    rule: str
-    reason: CreditReason
-    credited_at: datetime
-    credited_on: date
-    expires_on: date
-    points: int
-    remaining: int
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """LOY-10: one line of the statement; `points` is signed, `balance_after` the balance
-    right after it."""
-
-    entry_id: str
-    at: datetime
-    kind: EntryKind
-    points: int
-    rule: str
-    reason: Reason
-    balance_after: int
-
-
-@dataclass(frozen=True, slots=True)
-class PendingCredit:
-    """LOY-2: a payment awaiting the monthly run on `run_on`."""
-
-    lot_id: str
-    run_on: date
-    points: int
-    reason: PremiumReason
-
-
-@dataclass(frozen=True, slots=True)
-class NextExpiry:
-    expires_on: date
-    points: int
-
-
-@dataclass(frozen=True, slots=True)
-class Ledger:
-    """LOY-10/LOY-13: the statement of one customer as of `as_of`.
-
-    `balance` == sum of `remaining` over `lots`, always >= 0. `lots` lists every lot ever
-    credited (in credit order), `history` every movement (in business order).
-    """
-
-    customer_id: str
-    as_of: datetime
-    membership: Membership
-    balance: int
-    lots: tuple[Lot, ...]
-    next_expiry: NextExpiry | None
-    pending: tuple[PendingCredit, ...]
-    history: tuple[HistoryEntry, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ExpiryWarning:
-    """LOY-5: `points` expire at the end of `expires_on`; `warning_id` (customer + expiry
-    date) lets the service send the warning once."""
-
-    warning_id: str
-    customer_id: str
-    expires_on: date
-    points: int
-
-
-def expiry_warnings(
-    ledger: Ledger, as_of: datetime, config: LoyaltyConfig
-) -> tuple[ExpiryWarning, ...]:
-    """LOY-5: the warning for the points expiring at the end of the current Berlin year,
-    when `as_of` is at most `expiry_warning_lead_days` before that 31 December; empty
-    otherwise. `ledger` must be built as of `as_of`."""
-    today = berlin_date(_aware_utc(as_of))
-    year_end = date(today.year, 12, 31)
-    if (year_end - today).days > config.expiry_warning_lead_days:
-        return ()
-    points = sum(lot.remaining for lot in ledger.lots if lot.expires_on == year_end)
-    if points <= 0:
-        return ()
-    warning_id = f"expiry-warning:{ledger.customer_id}:{year_end.isoformat()}"
-    return (ExpiryWarning(warning_id, ledger.customer_id, year_end, points),)
-
-
-# --- the fold ---------------------------------------------------------------------------
+from loyalty.domain.ledger.rules import (
+    EIL_BONUS_LOT_ID,
+    EIL_BONUS_POINTS,
+    FORFEIT_ENTRY_ID,
+    Rule,
+    aware_utc,
+    campaign_lot_id,
+    expiry_entry_id,
+    full_years_between,
+    lot_expires_on,
+    loyalty_lot_id,
+    loyalty_points_for,
+    monthly_run_date,
+    premium_lot_id,
+    redemption_entry_id,
+)
+from loyalty.domain.ledger.statement import (
+    CampaignReason,
+    CreditReason,
+    EilBonusReason,
+    EntryKind,
+    ExpiryReason,
+    ForfeitReason,
+    HistoryEntry,
+    Ledger,
+    Lot,
+    LotDraw,
+    LoyaltyReason,
+    Membership,
+    MembershipStatus,
+    NextExpiry,
+    PendingCredit,
+    PremiumReason,
+    RedemptionReason,
+)
 
 _PRIORITY: dict[type, int] = {
     CustomerRegistered: 0,
@@ -419,16 +88,10 @@ def _order_key(fact: Fact) -> tuple[datetime, int, str]:
     return (fact.occurred_at, _PRIORITY[type(fact)], fact.event_id)
 
 
-def _aware_utc(at: datetime) -> datetime:
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError("as_of must be timezone-aware")
-    return at.astimezone(UTC)
-
-
 @dataclass(slots=True)
 class _Lot:
     lot_id: str
-    rule: str
+    rule: Rule
     reason: CreditReason
     credited_at: datetime
     credited_on: date
@@ -571,7 +234,7 @@ class _Fold:
                 at,
                 EntryKind.EXPIRY,
                 -expired,
-                LOY_5,
+                Rule.EXPIRY,
                 ExpiryReason(expires_on, draws),
                 self.balance,
             )
@@ -586,7 +249,7 @@ class _Fold:
             policy = self.policies.get(item.reason.policy_id)
             if policy is not None and not policy.pays_points_on(item.paid_on):
                 continue  # LOY-8
-            self.credit(item.lot_id, LOY_2, item.reason, item.points, at, run_on)
+            self.credit(item.lot_id, Rule.PREMIUM, item.reason, item.points, at, run_on)
 
     def january_run(self, year: int, at: datetime) -> None:
         """LOY-3: loyalty points for the longest uninterrupted relevant holding."""
@@ -606,14 +269,16 @@ class _Fold:
             return
         full_years = full_years_between(best.start, day)
         reason = LoyaltyReason(year, best.policy_id, best.start, full_years, full_years + 1)
-        self.credit(loyalty_lot_id(year), LOY_3, reason, loyalty_points_for(full_years), at, day)
+        self.credit(
+            loyalty_lot_id(year), Rule.LOYALTY, reason, loyalty_points_for(full_years), at, day
+        )
 
     # lots --------------------------------------------------------------------------
 
     def credit(
         self,
         lot_id: str,
-        rule: str,
+        rule: Rule,
         reason: CreditReason,
         points: int,
         at: datetime,
@@ -763,7 +428,14 @@ class _Fold:
             return
         reason = EilBonusReason(fact.event_id, fact.occurred_at, self.enrolled_at)
         on = berlin_date(fact.occurred_at)
-        self.credit(EIL_BONUS_LOT_ID, LOY_4, reason, EIL_BONUS_POINTS, fact.occurred_at, on)
+        self.credit(
+            EIL_BONUS_LOT_ID,
+            Rule.EMAIL_INSTEAD_OF_LETTER,
+            reason,
+            EIL_BONUS_POINTS,
+            fact.occurred_at,
+            on,
+        )
 
     def service_used(self, fact: ServiceUsed) -> None:
         """LOY-11: campaign points, once per customer and campaign."""
@@ -779,7 +451,7 @@ class _Fold:
             )
             self.credit(
                 campaign_lot_id(campaign.campaign_id),
-                LOY_11,
+                Rule.CAMPAIGN,
                 reason,
                 campaign.points,
                 fact.occurred_at,
@@ -808,7 +480,7 @@ class _Fold:
                 fact.occurred_at,
                 EntryKind.REDEMPTION,
                 -drawn,
-                LOY_6,
+                Rule.REDEMPTION,
                 reason,
                 self.balance,
             )
@@ -832,7 +504,7 @@ class _Fold:
                 fact.occurred_at,
                 EntryKind.FORFEIT,
                 -forfeited,
-                LOY_9,
+                Rule.FORFEIT,
                 ForfeitReason(fact.event_id, draws),
                 0,
             )
@@ -886,7 +558,7 @@ def build_ledger(
     customers or policies (they are ignored); only facts that occurred at or before
     `as_of` count, and calendar moments up to `as_of` (inclusive) are applied.
     """
-    as_of = _aware_utc(as_of)
+    as_of = aware_utc(as_of)
     unique: dict[str, Fact] = {}
     for fact in facts:
         known = unique.get(fact.event_id)
