@@ -31,8 +31,9 @@ run: tools
 stop:
 	@scripts/run-platform stop
 
+# Kafka and PostgreSQL come from the root conftest.py (README: where the tests get them).
 test: tools
-	@scripts/with-platform $(UV) run pytest $(PYTEST_ARGS)
+	$(UV) run pytest $(PYTEST_ARGS)
 
 test-unit: tools
 	$(UV) run pytest -m "not integration and not e2e" $(PYTEST_ARGS)
