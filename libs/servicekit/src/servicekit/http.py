@@ -1,22 +1,38 @@
-"""FastAPI wiring every service shares: RFC 9457 problems, request ids, auth, health, metrics."""
+"""FastAPI wiring every service shares: RFC 9457 problems, request ids, auth, health, metrics.
+
+Every app's OpenAPI document describes its errors: each operation lists the problem
+statuses it can answer (422 where it takes input, 401/403 from its auth dependencies,
+500 always, more through `responses=problems(...)`), all as `application/problem+json`
+with the `ProblemDetails` schema.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.auth import Principal, ServiceCredentials, TokenVerifier, Unauthenticated
+from servicekit.permissions import Operation, SystemPermissions
+from servicekit.settings import ServiceSettings
 
 PROBLEM_JSON = "application/problem+json"
 REQUEST_ID = "X-Request-ID"
+PROBLEM_SCHEMA_REF = "#/components/schemas/ProblemDetails"
+# Set on a dependency: the problem statuses it may answer, documented on every operation
+# that depends on it (directly or through other dependencies).
+PROBLEM_STATUSES_ATTRIBUTE = "problem_statuses"
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -39,6 +55,43 @@ class Problem(Exception):
         self.detail = detail
         self.type = type_
         self.extensions = dict(extensions or {})
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where: `body.amount_cents`, `query.limit`, ...")
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, as every error of every portal service is answered."""
+
+    model_config = ConfigDict(extra="allow", title="ProblemDetails")
+
+    type: str = Field(default="about:blank", description="URI reference of the problem type")
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str | None = Field(default=None, description="For the user; German for customers")
+    instance: str | None = Field(default=None, description="The request path")
+    request_id: str | None = Field(default=None, description="Also the X-Request-ID header")
+    errors: list[FieldError] | None = Field(default=None, description="Invalid fields (422)")
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="`up` or `down`")
+    failures: list[str]
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for further problem statuses a route answers, e.g.
+    `@router.get(..., responses=problems(404, 409))`."""
+    return {status: _problem_response_doc(status) for status in statuses}
+
+
+def _problem_response_doc(status: int) -> dict[str, Any]:
+    return {
+        "description": HTTPStatus(status).phrase,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+    }
 
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
@@ -89,6 +142,7 @@ def create_app(
     title: str, readiness: list[ReadinessCheck] | None = None, version: str = "0.1.0"
 ) -> FastAPI:
     app = FastAPI(title=title, version=version)
+    _document_problems(app)
     app.state.readiness = readiness or []
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
@@ -111,7 +165,10 @@ def create_app(
     async def live() -> dict[str, str]:
         return {"status": "up"}
 
-    @app.get("/health/ready", tags=["operations"])
+    @app.get(
+        "/health/ready", tags=["operations"], response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A dependency is down"}},
+    )  # fmt: skip
     async def ready(request: Request) -> Response:
         failures = []
         for check in request.app.state.readiness:
@@ -130,6 +187,64 @@ def create_app(
     return app
 
 
+def _document_problems(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            _add_problems(document, app)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_problems(document: dict[str, Any], app: FastAPI) -> None:
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem_schema.pop("$defs", {}))
+    components["ProblemDetails"] = problem_schema
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        path_item = document.get("paths", {}).get(route.path_format, {})
+        for method in route.methods or ():
+            operation = path_item.get(method.lower())
+            if operation is not None:
+                _add_operation_problems(operation, _dependency_statuses(route.dependant))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{unused}" not in repr(document):
+            components.pop(unused, None)
+
+
+def _add_operation_problems(operation: dict[str, Any], statuses: set[int]) -> None:
+    responses = operation.setdefault("responses", {})
+    if "parameters" in operation or "requestBody" in operation:
+        statuses.add(422)
+        responses.pop("422", None)  # FastAPI's HTTPValidationError: not what is answered
+    for status in statuses | {500}:
+        responses.setdefault(str(status), _problem_response_doc(status))
+    operation["responses"] = dict(sorted(responses.items()))
+
+
+def _dependency_statuses(dependant: Dependant) -> set[int]:
+    return {
+        status
+        for call in _dependency_calls(dependant)
+        for status in getattr(call, PROBLEM_STATUSES_ATTRIBUTE, ())
+    }
+
+
+def _dependency_calls(dependant: Dependant) -> Iterator[object]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _dependency_calls(dependency)
+
+
+def _declare_problems(dependency: Any, *statuses: int) -> None:
+    setattr(dependency, PROBLEM_STATUSES_ATTRIBUTE, statuses)
+
+
 def _bearer(request: Request) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -146,6 +261,7 @@ async def customer_principal(request: Request) -> Principal:
 
 
 async def internal_caller(request: Request) -> str:
+    """The calling system, whatever it may call: use `requires(operation)` instead."""
     credentials: ServiceCredentials = request.app.state.service_credentials
     try:
         return credentials.verify(request.headers.get("Authorization"))
@@ -153,5 +269,38 @@ async def internal_caller(request: Request) -> str:
         raise Problem(401, "Unauthorized", str(exc)) from None
 
 
+def requires(operation: Operation | str) -> Callable[[Request], Awaitable[str]]:
+    """A dependency admitting only internal systems granted `operation`: 401 without valid
+    service credentials, 403 when the system may not call it. Yields the system's name:
+    `caller: Annotated[str, Depends(requires(Operation.PAYMENTS))]`."""
+    needed = Operation(operation)  # an unknown name fails when the route is declared
+
+    async def permitted_caller(request: Request) -> str:
+        system = await internal_caller(request)
+        if not system_permissions(request.app).allows(system, needed):
+            raise Problem(
+                403, "Forbidden", f"{system} may not call {needed.value} operations",
+                type_="urn:portal:problem:forbidden-operation",
+            )  # fmt: skip
+        return system
+
+    permitted_caller.__name__ = f"requires_{needed.value}"
+    _declare_problems(permitted_caller, 401, 403)
+    return permitted_caller
+
+
+def system_permissions(app: FastAPI) -> SystemPermissions:
+    """`app.state.system_permissions`, or else the PORTAL_SYSTEM_OPERATIONS setting."""
+    permissions: SystemPermissions | None = getattr(app.state, "system_permissions", None)
+    if permissions is None:
+        permissions = SystemPermissions(ServiceSettings().system_operations)
+        app.state.system_permissions = permissions
+    return permissions
+
+
+_declare_problems(customer_principal, 401)
+_declare_problems(internal_caller, 401)
+
 CurrentCustomer = Annotated[Principal, Depends(customer_principal)]
+# To be replaced route by route with `Depends(requires(Operation.X))` (OWASP API5).
 InternalCaller = Annotated[str, Depends(internal_caller)]

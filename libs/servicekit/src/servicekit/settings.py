@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.auth import DEFAULT_TOKEN_ISSUER
+from servicekit.permissions import DEFAULT_SYSTEM_OPERATIONS, Operation
 
 
 class ServiceSettings(BaseSettings):
@@ -27,6 +28,10 @@ class ServiceSettings(BaseSettings):
     token_issuer: str = DEFAULT_TOKEN_ISSUER  # always checked; `iss` of the identity service
     # system name -> SHA-256 hex digest of its secret (see servicekit.auth.ServiceCredentials)
     service_credentials: dict[str, str] = Field(default_factory=dict)
+    # system name -> the internal operations it may call (see servicekit.permissions)
+    system_operations: dict[str, list[Operation]] = Field(
+        default_factory=lambda: {s: list(ops) for s, ops in DEFAULT_SYSTEM_OPERATIONS.items()}
+    )
     log_level: str = "INFO"
     # Names this instance among several of one service (Kafka static membership: keep it
     # across restarts, never share it between instances running at once). Default: host name.

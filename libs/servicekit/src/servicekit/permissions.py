@@ -1,0 +1,46 @@
+"""Which internal system may call which internal operations (OWASP API5, function level
+authorisation).
+
+Service credentials say who calls; the operations a system owns say what it may do. The
+mapping is configuration (`PORTAL_SYSTEM_OPERATIONS`, JSON: system name -> operation
+names), so each environment grants only what its systems need. Routes declare the
+operation they belong to with `servicekit.http.requires(Operation.X)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+
+
+class Operation(StrEnum):
+    """Groups of internal endpoints, each owned by the systems that need them."""
+
+    POLICIES = "policies"  # policy administration delivers policies (contracts, CT-1)
+    PAYMENTS = "payments"  # collections report premium payments (contracts)
+    JOBS = "jobs"  # operators start runs and scheduled jobs (loyalty runs)
+    DELIVERIES = "deliveries"  # operators inspect notifier deliveries and statistics
+    REPLAYS = "replays"  # operators replay failed deliveries or dead letters
+
+
+DEFAULT_SYSTEM_OPERATIONS: Mapping[str, tuple[Operation, ...]] = {
+    "policy-admin": (Operation.POLICIES,),
+    "collections": (Operation.PAYMENTS,),
+    "operators": (Operation.JOBS, Operation.DELIVERIES, Operation.REPLAYS),
+}
+
+
+class SystemPermissions:
+    """Deny by default: a system not named, or an operation not granted, is refused."""
+
+    def __init__(self, operations: Mapping[str, Iterable[str]]) -> None:
+        self._granted = {
+            system: frozenset(Operation(name) for name in names)
+            for system, names in operations.items()
+        }
+
+    def allows(self, system: str, operation: Operation) -> bool:
+        return operation in self._granted.get(system, frozenset())
+
+    def granted(self, system: str) -> frozenset[Operation]:
+        return self._granted.get(system, frozenset())
