@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import fcntl
+import os
 import re
 import shlex
 import subprocess
@@ -96,10 +97,26 @@ def choose_source(env: Mapping[str, str], docker_available: Callable[[], bool]) 
     return Source.DOCKER if docker_available() else Source.LAUNCHER
 
 
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+
+
+def docker_engine_configured(env: Mapping[str, str], home: Path) -> bool:
+    """Whether there is any place testcontainers would look for an engine: checked before
+    importing it, which alone takes seconds."""
+    docker_config = Path(env.get("DOCKER_CONFIG") or home / ".docker")
+    return (
+        bool(env.get("DOCKER_HOST") or env.get("DOCKER_CONTEXT"))
+        or DOCKER_SOCKET.exists()
+        or (home / ".testcontainers.properties").exists()
+        or (docker_config / "contexts").exists()
+    )
+
+
 def docker_engine_available(timeout_seconds: float = 3.0) -> bool:
-    """Whether a Docker engine answers, found the way testcontainers finds it (DOCKER_HOST,
-    ~/.testcontainers.properties, the docker context, the default socket). Never raises."""
+    """Whether a Docker engine answers, found the way testcontainers finds it. Never raises."""
     try:
+        if not docker_engine_configured(os.environ, Path.home()):
+            return False
         from testcontainers.core.docker_client import DockerClient
 
         client = DockerClient(timeout=timeout_seconds).client

@@ -115,9 +115,36 @@ def test_a_failing_docker_probe_means_no_docker(monkeypatch: pytest.MonkeyPatch)
     def unreachable(**_: object) -> None:
         raise ConnectionError("no engine")
 
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
     monkeypatch.setattr("testcontainers.core.docker_client.DockerClient", unreachable)
 
     assert testplatform.docker_engine_available() is False
+
+
+def test_without_any_docker_configuration_there_is_no_engine_to_ask(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(testplatform, "DOCKER_SOCKET", tmp_path / "docker.sock")
+
+    assert not testplatform.docker_engine_configured({}, home=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "configured",
+    ["DOCKER_HOST", "DOCKER_CONTEXT", "socket", ".testcontainers.properties", ".docker/contexts"],
+)
+def test_each_place_testcontainers_looks_for_an_engine_counts(
+    configured: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    socket = tmp_path / "docker.sock"
+    monkeypatch.setattr(testplatform, "DOCKER_SOCKET", socket)
+    env = {configured: "x"} if configured.startswith("DOCKER_") else {}
+    if configured == "socket":
+        socket.touch()
+    elif not env:
+        (tmp_path / configured).mkdir(parents=True)
+
+    assert testplatform.docker_engine_configured(env, home=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------
