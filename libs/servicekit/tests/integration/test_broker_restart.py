@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 from pathlib import Path
 
 import asyncpg
 import pytest
 from kit_factories import premium_paid
-from kit_running import effects, eventually, record_effects, running
-from servicekit.consumer import InboxConsumer
+from kit_running import consuming, effects, eventually, running, settings, started
 from servicekit.eventstore import EventStore
-from servicekit.kafka import at_least_once_consumer, publish_all, reliable_producer
 from servicekit.outbox import OutboxRelay
 from servicekit.testing import unique
 
@@ -45,43 +42,19 @@ async def test_broker_restart_during_a_stream_loses_nothing_and_doubles_nothing(
         pytest.fail("this test restarts the broker, which needs the broker of deploy/local")
     topic = unique("test.restart")
     store = EventStore("/test", topic_for=lambda _: topic)
-    producer = reliable_producer(bootstrap, unique("relay"))
-    await producer.start()
-    group = unique("g")
-    kafka = at_least_once_consumer(bootstrap, group, [topic])
-    await kafka.start()
-    consumer = InboxConsumer(
-        name=group, consumer=kafka, producer=producer, pool=pool, handler=record_effects
-    )
-    relay = OutboxRelay(pool, functools.partial(publish_all, producer), lock_key=9)
-    try:
-        async with running(relay.run), running(_resilient(consumer)):
-            await append_slowly(pool, store, 0, TOTAL // 3)
-            restart = asyncio.create_task(restart_kafka())
-            await append_slowly(pool, store, TOTAL // 3, TOTAL)
-            await restart
-            await eventually(lambda: _count_at_least(pool, TOTAL), within=180)
-    finally:
-        await kafka.stop()
-        await producer.stop()
+    stream, _ = consuming(pool, settings(bootstrap), unique("g"), topic)
+    relay = OutboxRelay(pool, stream.publish, lock_key=9)
+    async with started(stream), running(relay.run):
+        await append_slowly(pool, store, 0, TOTAL // 3)
+        restart = asyncio.create_task(restart_kafka())
+        await append_slowly(pool, store, TOTAL // 3, TOTAL)
+        await restart
+        await eventually(lambda: _count_at_least(pool, TOTAL), within=180)
 
     rows = await effects(pool)
     assert len(rows) == TOTAL, "no event doubled"
     assert sum(r["amount"] for r in rows) == sum(range(1, TOTAL + 1)), "no event lost"
     assert await relay.backlog() == 0
-
-
-def _resilient(consumer: InboxConsumer):  # type: ignore[no-untyped-def]
-    """Restart the consume loop after broker errors, as the service supervisor would."""
-
-    async def loop(stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await consumer.run(stop)
-            except Exception:
-                await asyncio.sleep(0.5)
-
-    return loop
 
 
 async def _count_at_least(pool: asyncpg.Pool, count: int) -> bool:

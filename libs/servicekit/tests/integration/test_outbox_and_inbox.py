@@ -1,4 +1,4 @@
-"""Outbox relay and inbox consumer against the real Kafka broker and PostgreSQL.
+"""Outbox relay and the stream's inbox consumer against the real Kafka broker and PostgreSQL.
 
 Crashes are simulated where they hurt most: between the broker's acknowledgement and
 marking rows sent, and between the database commit and the offset commit.
@@ -7,18 +7,25 @@ marking rows sent, and between the database commit and the offset commit.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Sequence
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from contracts_schemas.cloudevents import encode
+from faststream.kafka.message import KafkaAckableMessage
 from kit_factories import premium_paid
-from kit_running import effects, eventually, record_effects, running
-from servicekit.consumer import InboxConsumer
+from kit_running import (
+    consuming,
+    effects,
+    handled,
+    settings,
+    started,
+    stream_on,
+    until,
+)
 from servicekit.eventstore import EventStore
-from servicekit.kafka import OutgoingRecord, at_least_once_consumer, publish_all
+from servicekit.kafka import OutgoingRecord, publish_all
 from servicekit.outbox import OutboxRelay
 from servicekit.testing import read_topic, unique
 
@@ -37,103 +44,83 @@ async def store_events(pool: asyncpg.Pool, store: EventStore, count: int) -> lis
     return [str(e.event_id) for e in events]
 
 
-def consumer_for(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str, group: str, topic: str
-) -> InboxConsumer:
-    kafka = at_least_once_consumer(bootstrap, group, [topic])
-    return InboxConsumer(
-        name=group, consumer=kafka, producer=producer, pool=pool, handler=record_effects
-    )
-
-
-async def consume_until(consumer: InboxConsumer, pool: asyncpg.Pool, rows: int) -> None:
-    await consumer._consumer.start()
-    try:
-        async with running(consumer.run):
-            await eventually(lambda: _has_rows(pool, rows))
-    finally:
-        await consumer._consumer.stop()
-
-
-async def _has_rows(pool: asyncpg.Pool, rows: int) -> bool:
-    return len(await effects(pool)) >= rows
-
-
 async def test_relay_publishes_pending_events_in_order_and_marks_them_sent(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+    pool: asyncpg.Pool, bootstrap: str
 ) -> None:
     topic = unique("test.relay")
     store = EventStore("/test", topic_for=lambda _: topic)
     events = [premium_paid("pol-same-key", v) for v in range(1, 21)]
     async with pool.acquire() as conn, conn.transaction():
         await store.append(conn, "pol-same-key", 0, events)
-    relay = OutboxRelay(pool, functools.partial(publish_all, producer), lock_key=1)
 
-    assert await relay.publish_pending() == 20
-    assert await relay.publish_pending() == 0
-    assert await relay.backlog() == 0
+    async with started(stream_on(pool, settings(bootstrap))) as stream:
+        relay = OutboxRelay(pool, stream.publish, lock_key=1)
+        assert await relay.publish_pending() == 20
+        assert await relay.publish_pending() == 0
+        assert await relay.backlog() == 0
     records = await read_topic(bootstrap, topic, at_least=20)
     assert [r.key for r in records] == [b"pol-same-key"] * 20
     assert [dict(r.headers)["ce_id"].decode() for r in records] == [str(e.event_id) for e in events]
 
 
 async def test_relay_killed_after_publishing_before_marking_sent_yields_exactly_one_effect(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+    pool: asyncpg.Pool, bootstrap: str
 ) -> None:
     topic = unique("test.relay-crash")
     store = EventStore("/test", topic_for=lambda _: topic)
     ids = await store_events(pool, store, 5)
 
-    async def publish_then_die(records: Sequence[OutgoingRecord]) -> None:
-        await publish_all(producer, records)
-        raise Crash
+    async with started(stream_on(pool, settings(bootstrap))) as publishing:
 
-    with pytest.raises(Crash):
-        await OutboxRelay(pool, publish_then_die, lock_key=2).publish_pending()
-    restarted = OutboxRelay(pool, functools.partial(publish_all, producer), lock_key=2)
-    assert await restarted.publish_pending() == 5, "unmarked rows are published again"
+        async def publish_then_die(records: Sequence[OutgoingRecord]) -> None:
+            await publishing.publish(records)
+            raise Crash
+
+        with pytest.raises(Crash):
+            await OutboxRelay(pool, publish_then_die, lock_key=2).publish_pending()
+        restarted = OutboxRelay(pool, publishing.publish, lock_key=2)
+        assert await restarted.publish_pending() == 5, "unmarked rows are published again"
 
     on_topic = await read_topic(bootstrap, topic, at_least=10)
     assert len(on_topic) == 10, "the broker really holds every event twice"
-    consumer = consumer_for(pool, producer, bootstrap, unique("g"), topic)
-    await consume_until(consumer, pool, 5)
+    stream, consumer = consuming(pool, settings(bootstrap), unique("g"), topic)
+    async with started(stream):
+        await until(lambda: handled(consumer) == 10)
     rows = await effects(pool)
     assert sorted(r["event_id"] for r in rows) == sorted(ids)
     assert consumer.duplicates == 5
 
 
 async def test_consumer_killed_after_db_commit_before_offset_commit_has_no_second_effect(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+    pool: asyncpg.Pool, bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topic = unique("test.consumer-crash")
     store = EventStore("/test", topic_for=lambda _: topic)
     await store_events(pool, store, 5)
-    await OutboxRelay(pool, functools.partial(publish_all, producer), lock_key=3).publish_pending()
-    group = unique("g")
+    async with started(stream_on(pool, settings(bootstrap))) as publishing:
+        await OutboxRelay(pool, publishing.publish, lock_key=3).publish_pending()
+    group, instance = unique("g"), unique("instance")
 
-    first = consumer_for(pool, producer, bootstrap, group, topic)
+    died = asyncio.Event()
 
-    async def die(*_: object) -> None:
+    async def die_instead_of_committing(_message: KafkaAckableMessage) -> None:
+        died.set()
         raise Crash
 
-    first._consumer.commit = die  # type: ignore[method-assign]
-    await first._consumer.start()
-    try:
-        with pytest.raises(Crash):
-            await first.run(asyncio.Event())
-    finally:
-        await first._consumer.stop()
+    # The offset commit of a batch is its message's `ack()`: the process dies right there,
+    # after the database transaction, every time it gets there.
+    monkeypatch.setattr(KafkaAckableMessage, "ack", die_instead_of_committing)
+    first, first_consumer = consuming(pool, settings(bootstrap, instance=instance), group, topic)
+    async with started(first):
+        await until(lambda: first_consumer.applied == 5 and died.is_set())
     assert len(await effects(pool)) == 5, "the effect committed before the crash"
+    monkeypatch.undo()
 
-    second = consumer_for(pool, producer, bootstrap, group, topic)
-    await second._consumer.start()
-    try:
-        async with running(second.run):
-            await eventually(lambda: _is(second.duplicates, 5))
-    finally:
-        await second._consumer.stop()
+    second, consumer = consuming(pool, settings(bootstrap, instance=instance), group, topic)
+    async with started(second):
+        await until(lambda: consumer.duplicates == 5)
     assert len(await effects(pool)) == 5, "re-delivered events were absorbed by the inbox"
-    assert second.processed == 0
+    assert consumer.applied == 0
 
 
 async def test_poison_messages_go_to_the_dead_letter_topic_with_a_reason_and_later_ones_still_apply(
@@ -171,8 +158,9 @@ async def test_poison_messages_go_to_the_dead_letter_topic_with_a_reason_and_lat
     await publish_all(producer, records)
     group = unique("g")
 
-    consumer = consumer_for(pool, producer, bootstrap, group, topic)
-    await consume_until(consumer, pool, 2)
+    stream, consumer = consuming(pool, settings(bootstrap), group, topic)
+    async with started(stream):
+        await until(lambda: consumer.applied == 2 and consumer.dead_lettered == 3)
 
     assert [r["amount"] for r in await effects(pool)] == [1000, 500]
     dead = await read_topic(bootstrap, f"portal.dlq.{group}", at_least=3)
@@ -183,7 +171,3 @@ async def test_poison_messages_go_to_the_dead_letter_topic_with_a_reason_and_lat
     assert "schema violation" in reasons[2]
     assert {dict(r.headers)["x-dlq-original-topic"].decode() for r in dead} == {topic}
     assert [int(dict(r.headers)["x-dlq-original-offset"]) for r in dead] == [1, 2, 3]
-
-
-async def _is(actual: int, expected: int) -> bool:
-    return actual == expected
