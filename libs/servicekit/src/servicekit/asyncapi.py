@@ -71,9 +71,14 @@ class StreamSpec:
         return tuple(self.consumes[group])
 
     def all_topics(self) -> list[str]:
-        """Every topic the service reads or writes, each once, in the order first named."""
+        """Every topic the service reads or writes, once each, sorted."""
         named = [t for group in self.consumes.values() for t in group] + list(self.publishes)
-        return list(dict.fromkeys(named))
+        return sorted(set(named))
+
+    def groups(self) -> list[tuple[str, list[str]]]:
+        """Each consumer group with its topics, sorted: the document does not depend on the
+        order in which a service happens to list them."""
+        return sorted((group, sorted(set(topics))) for group, topics in self.consumes.items())
 
 
 def document(spec: StreamSpec) -> Document:
@@ -123,7 +128,7 @@ def _channels(spec: StreamSpec) -> Document:
             "messages": {t: {"$ref": _pointer("components", "messages", t)} for t in _on(topic)},
             "bindings": _kafka({"topic": topic}),
         }
-    for group in spec.consumes:
+    for group, _ in spec.groups():
         address = dead_letter_topic(group)
         channels[address] = {
             "address": address,
@@ -146,11 +151,11 @@ def _topic_description(topic: str) -> str:
 
 def _operations(spec: StreamSpec) -> Document:
     operations: Document = {}
-    for group, group_topics in spec.consumes.items():
+    for group, group_topics in spec.groups():
         for topic in group_topics:
             operations[f"{group}.receive.{topic}"] = _receive(group, topic)
         operations[f"{group}.dead-letter"] = _dead_letter_operation(group)
-    for topic in spec.publishes:
+    for topic in sorted(set(spec.publishes)):
         operations[f"{spec.service}.send.{topic}"] = {
             "action": "send",
             "title": f"{spec.service} publishes to {topic}",
@@ -397,7 +402,7 @@ def mismatches(stream: EventStream[Any], spec: StreamSpec) -> list[str]:
         )
         for sub in _subscribers(stream)
     }
-    documented = {group: sorted(group_topics) for group, group_topics in spec.consumes.items()}
+    documented = dict(spec.groups())
     return [
         f"group {g}: subscribes {subscribed.get(g, [])}, documented {documented.get(g, [])}"
         for g in sorted(subscribed.keys() | documented.keys())
