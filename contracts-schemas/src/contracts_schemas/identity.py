@@ -91,3 +91,75 @@ class PasswordResetRequested(CodeEvent):
 
     email: Text
     reset_url: Text = Field(min_length=1, max_length=2000)
+
+
+class EmailVerificationCodeIssued(CodeEvent):
+    """ID-1/ID-8: a code proving that the customer reads this e-mail address. The only
+    message sent to an address before it is verified."""
+
+    code: Identifier = Field(min_length=4, max_length=32)
+    email: Text = Field(min_length=3, max_length=254)
+
+
+class EmailVerified(CustomerEvent):
+    """ID-1: the address may now be used for everything (notices, reminders, resets)."""
+
+    email: Text = Field(min_length=3, max_length=254)
+
+
+class RegistrationNotCompleted(Event):
+    """ID-1: a registration that could not be completed (the username is taken). The API
+    answers as for any registration (no enumeration); the registrant learns it by e-mail."""
+
+    context: ClassVar[str] = "identity"
+
+    email: Text = Field(min_length=3, max_length=254)
+    username: Text = Field(min_length=1, max_length=100)
+    reason: Identifier = Field(min_length=1, max_length=50)
+
+
+class PasswordChanged(CustomerEvent):
+    """ID-2/ID-7: the password was changed (`change`) or reset (`reset`); the customer is
+    told by e-mail, every session ended."""
+
+    how: Identifier = Field(min_length=1, max_length=20)
+
+
+class AccountLocked(CustomerEvent):
+    """ID-4: repeated failed logins locked the login until `locked_until` (temporarily)."""
+
+    locked_until: AwareDatetime
+
+
+class TwoFactorEnabled(CustomerEvent):
+    """ID-5: SMS second factor on; `mobile_masked` shows only the last digits."""
+
+    mobile_masked: Text = Field(min_length=1, max_length=30)
+
+
+class TwoFactorDisabled(CustomerEvent):
+    """ID-5: SMS second factor off (confirmed with an mTAN)."""
+
+
+class DeviceBound(CustomerEvent):
+    """ID-5: an app device proved the SMS factor once and registered its key."""
+
+    device_id: Identifier = Field(min_length=1, max_length=100)
+    device_name: Text = Field(default="", max_length=100)
+
+
+class DeviceRevoked(CustomerEvent):
+    device_id: Identifier = Field(min_length=1, max_length=100)
+
+
+class LoginSucceeded(CustomerEvent):
+    """ID-4/ID-10 audit: a session began; `amr` says how it was authenticated."""
+
+    session_id: Identifier = Field(min_length=1, max_length=100)
+    amr: tuple[Identifier, ...]
+
+
+class LoginFailed(CustomerEvent):
+    """ID-4 audit: a failed login of an existing account (never for unknown usernames)."""
+
+    reason: Identifier = Field(min_length=1, max_length=50)
