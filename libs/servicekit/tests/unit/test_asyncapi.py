@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -33,11 +34,13 @@ from servicekit.asyncapi import (
     partition_key_field,
     render,
 )
+from servicekit.asyncapi_cli import ASYNCAPI_DIR
 from servicekit.memory import InMemoryUnitOfWork, memory_transactions
 from servicekit.settings import ServiceSettings
 from servicekit.stream import DEAD_LETTER_MAX_BODY, DeadLetter, EventStream, dead_letter_record
 
 GROUP = "fake.facts"
+COMMITTED = sorted(ASYNCAPI_DIR.glob("*.json"))
 SPEC = StreamSpec(
     "fake",
     consumes={GROUP: (topics.CONTRACTS_POLICY, topics.UPSTREAM_CONTRACTS)},
@@ -192,6 +195,15 @@ def test_the_structural_check_finds_what_an_asyncapi_3_document_must_not_lack() 
 
 def test_the_document_has_the_required_asyncapi_3_structure() -> None:
     assert structural_problems(document(SPEC)) == []
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_every_committed_document_has_the_required_asyncapi_3_structure(path: Path) -> None:
+    assert structural_problems(json.loads(path.read_text())) == []
+
+
+def test_the_committed_documents_are_those_of_the_three_services() -> None:
+    assert [p.name for p in COMMITTED] == ["contracts.json", "loyalty.json", "notifier.json"]
 
 
 def test_a_consumed_topic_carries_every_contract_registered_on_it() -> None:
