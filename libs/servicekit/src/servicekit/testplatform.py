@@ -365,7 +365,9 @@ def _start_kafka(stack: ExitStack, image: str) -> str:
     """
     from testcontainers.core.container import DockerContainer
 
-    wait_for_script = f"while [ ! -f {KAFKA_START_SCRIPT} ]; do sleep 0.1; done"
+    # The script is complete once the marker copied after it exists.
+    ready = f"{KAFKA_START_SCRIPT}.ready"
+    wait_for_script = f"while [ ! -f {ready} ]; do sleep 0.1; done"
     container = (
         DockerContainer(image)
         .with_exposed_ports(KAFKA_CLIENT_PORT)
@@ -375,8 +377,8 @@ def _start_kafka(stack: ExitStack, image: str) -> str:
     stack.enter_context(container)
     host = container.get_container_host_ip()
     port = container.get_exposed_port(KAFKA_CLIENT_PORT)
-    script = kafka_start_script(host, port).encode()
-    container.copy_into_container(script, KAFKA_START_SCRIPT, 0o755)
+    container.copy_into_container(kafka_start_script(host, port).encode(), KAFKA_START_SCRIPT)
+    container.copy_into_container(b"", ready)
     _wait_until_kafka_ready(container)
     return f"{host}:{port}"
 

@@ -320,6 +320,13 @@ def test_compose_runs_the_kafka_version_the_launcher_pins() -> None:
     assert compose_image(compose, "apache/kafka") == pinned_images(REPO).kafka
 
 
+def test_a_broker_container_advertises_the_hosts_mapped_port_to_clients() -> None:
+    script = testplatform.kafka_start_script("localhost", 32771)
+
+    assert "KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://localhost:32771,BROKER://" in script
+    assert script.endswith("exec /etc/kafka/docker/run\n")
+
+
 def test_commented_out_images_in_compose_are_not_pins() -> None:
     compose = "services:\n  # x:\n  #   image: postgres:9\n  db:\n    image: 'postgres:16'\n"
 
