@@ -88,8 +88,14 @@ class Inbox(Protocol):
 
 
 class UnitOfWork(Protocol):
-    events: EventLog
-    inbox: Inbox
+    """Read-only members, so implementations may narrow them (an InMemoryEventLog is an
+    EventLog); a service's protocol declares its repositories the same way."""
+
+    @property
+    def events(self) -> EventLog: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
 
 
 U = TypeVar("U", bound=UnitOfWork)
