@@ -10,27 +10,39 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from contracts_schemas import contracts, documents, identity
 from contracts_schemas.base import Contract
+from contracts_schemas.cloudevents import encode
 from contracts_schemas.common import PostalAddress, ProductLine
-from loyalty.bootstrap import Service, build, create_http_app
-from loyalty.config import LoyaltySettings
+from loyalty.bootstrap import Service, build
+from loyalty.config import DEFAULT_REWARDS, LoyaltySettings, RewardSetting
+from loyalty.entrypoints.api import create_app
+from loyalty.entrypoints.cli import serving
+from loyalty.entrypoints.stream import FACTS_GROUP
 from servicekit.auth import (
     ServiceCredentials,
     basic_authorization,
     generate_signing_key,
     mint_token,
 )
-from servicekit.clock import FixedClock
+from servicekit.clock import BERLIN, FixedClock
 from servicekit.db import drop_schema
+from servicekit.kafka import reliable_producer, topic_partitions
 from servicekit.testing import publish, required_env, unique
 
-BERLIN = ZoneInfo("Europe/Berlin")
 PRIVATE, JWKS = generate_signing_key("loyalty-test")
-OPERATOR_SECRET = "operator-secret"
+SYSTEM_SECRETS = {
+    "operators": "operator-secret",
+    "collections": "collections-secret",
+    "policy-admin": "policy-admin-secret",
+}
+SOURCE = "/test"
+# A reward without co-payment for the concurrency tests (LOY-6).
+TICKETS = RewardSetting(name="Tickets", points=250, co_payment_allowed=False)
 
 
 def berlin(*args: int) -> datetime:
@@ -43,9 +55,54 @@ class Running:
     clock: FixedClock
     http: httpx.AsyncClient
     prefix: str
+    producer: AIOKafkaProducer
+    published: list[str]
 
     async def publish(self, *messages: Contract) -> None:
-        await publish(self.service.runtime.producer, *messages, prefix=self.prefix)
+        """Publish as the owning systems would; `all_consumed` then waits for these."""
+        await publish(self.producer, *messages, prefix=self.prefix, source=SOURCE)
+        self.published += [_inbox_key(message) for message in messages]
+
+    async def all_consumed(self) -> bool:
+        """Every message published so far is in the loyalty consumer's inbox, so its facts
+        are stored (inbox rows and facts commit in one transaction)."""
+        async with self.service.runtime.pool.acquire() as conn:
+            seen = await conn.fetchval(
+                "SELECT count(*) FROM inbox WHERE consumer = $1 AND event_id = ANY($2::text[])",
+                self.prefix + FACTS_GROUP,
+                self.published,
+            )
+        return bool(seen == len(set(self.published)))
+
+    async def outbox_drained(self) -> bool:
+        """Everything the service decided or announced is acknowledged by the broker."""
+        async with self.service.runtime.pool.acquire() as conn:
+            pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return bool(pending == 0)
+
+    async def outbox_size(self) -> int:
+        async with self.service.runtime.pool.acquire() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM outbox"))
+
+    @asynccontextmanager
+    async def served(self) -> AsyncIterator[str]:
+        """The same service's API over real HTTP on a free port; yields its base URL."""
+        config = uvicorn.Config(
+            create_app(self.service), host="127.0.0.1", port=0, log_config=None,
+            access_log=False,
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        try:
+            await self.until(lambda: _started(server))
+            port = server.servers[0].sockets[0].getsockname()[1]
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await task
+
+    def system(self, name: str) -> dict[str, str]:
+        return {"Authorization": basic_authorization(name, SYSTEM_SECRETS[name])}
 
     def customer(self, customer_id: str) -> dict[str, str]:
         expires = datetime.now().astimezone() + timedelta(hours=1)
@@ -53,7 +110,7 @@ class Running:
 
     @property
     def operator(self) -> dict[str, str]:
-        return {"Authorization": basic_authorization("operators", OPERATOR_SECRET)}
+        return self.system("operators")
 
     async def statement(self, customer_id: str) -> dict[str, Any]:
         response = await self.http.get("/loyalty/statement", headers=self.customer(customer_id))
@@ -81,22 +138,61 @@ async def loyalty_service(at: datetime) -> AsyncIterator[Running]:
         database_schema=prefix.rstrip("."),
         topic_prefix=prefix,
         jwks=json.dumps(JWKS),
-        service_credentials={"operators": ServiceCredentials.digest(OPERATOR_SECRET)},
+        service_credentials={
+            name: ServiceCredentials.digest(secret) for name, secret in SYSTEM_SECRETS.items()
+        },
+        rewards={**DEFAULT_REWARDS, "tickets": TICKETS},
         run_scheduler=False,
     )
     clock = FixedClock(at)
-    service = await build(settings, clock)
+    service = serving(await build(settings, clock))
     stop = asyncio.Event()
     loops = [asyncio.create_task(loop(stop)) for loop in service.loops()]
-    transport = httpx.ASGITransport(app=create_http_app(service))
+    transport = httpx.ASGITransport(app=create_app(service))
+    producer = reliable_producer(settings.kafka_bootstrap, unique("lt-producer"))
+    await producer.start()
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://loyalty") as http:
-            yield Running(service, clock, http, prefix)
+            yield Running(service, clock, http, prefix, producer, [])
     finally:
         stop.set()
         await asyncio.gather(*loops, return_exceptions=True)
+        await producer.stop()
         await service.close()
         await drop_schema(settings.database_url.get_secret_value(), settings.schema_name)
+
+
+async def _started(server: uvicorn.Server) -> bool:
+    return server.started
+
+
+def _inbox_key(message: Contract) -> str:
+    cloud_event = encode(message, SOURCE)
+    return f"{cloud_event.source}#{cloud_event.id}"
+
+
+async def read_whole_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` up to its end offsets now (no group, nothing committed)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = await topic_partitions(bootstrap, [topic])
+        consumer.assign(partitions)
+        end = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        remaining = {tp for tp in partitions if end[tp] > 0}
+        while remaining:
+            fetched = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, batch in fetched.items():
+                records.extend(r for r in batch if r.offset < end[tp])
+                if batch and batch[-1].offset + 1 >= end[tp]:
+                    remaining.discard(tp)
+        return records
+    finally:
+        await consumer.stop()
 
 
 def _event(customer: str, at: datetime) -> dict[str, Any]:
@@ -143,3 +239,27 @@ def premium_paid(
         product_line=ProductLine.MOTOR, point_relevant=True, amount_cents=cents,
         policyholder_ids=holders,
     )  # fmt: skip
+
+
+async def enrol(running: Running, customer: str) -> None:
+    """LOY-1 once the registration is stored: exactly one 201."""
+    await running.until(running.all_consumed)
+    response = await running.http.post("/loyalty/enrolment", headers=running.customer(customer))
+    assert response.status_code == 201, response.text
+
+
+async def history_of_two_customers(running: Running) -> tuple[str, str]:
+    """Registration, enrolment, a joint policy 11 years old, payments, a bonus, a forfeit."""
+    anna, ben = "anna", "ben"
+    await running.publish(registered(anna, berlin(2026, 1, 2)), registered(ben, berlin(2026, 1, 2)))
+    running.clock.set(berlin(2026, 1, 3, 9))
+    await enrol(running, anna)
+    await enrol(running, ben)
+    holders = (anna, ben)
+    await running.publish(
+        policy_issued("KFZ-1", holders, date(2015, 6, 1), berlin(2015, 5, 20)),
+        *[premium_paid("KFZ-1", holders, 9_999, berlin(2026, m, 15), m + 1) for m in (1, 2, 3)],
+        email_instead_of_letter(anna, berlin(2026, 1, 3, 9, 30)),
+        cancelled_account(ben, berlin(2026, 3, 20)),
+    )
+    return anna, ben

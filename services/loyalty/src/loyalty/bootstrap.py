@@ -1,79 +1,68 @@
-"""The one place where the loyalty service's adapters are wired to its handlers."""
+"""The one place where the loyalty service's adapters are wired to its handlers.
+
+Never imports an entrypoint: the entrypoints (API, stream subscribers, scheduler, CLI)
+take the `Service` built here.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
-from contracts_schemas import topics
-from fastapi import FastAPI
-from servicekit.clock import Clock, berlin_date, start_of_berlin_day
-from servicekit.logging import get_logger
+from servicekit.clock import Clock
+from servicekit.db import Connection
+from servicekit.eventstore import EventStore
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
+from servicekit.stream import EventStream
+from servicekit.unit_of_work import Transactions
 
+from loyalty.adapters.postgres import PostgresLoyaltyUnitOfWork
 from loyalty.config import LoyaltySettings
 from loyalty.handlers import Loyalty
-from loyalty.jobs import run_ledger_job
+from loyalty.unit_of_work import LoyaltyUnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
-FACTS_GROUP = "loyalty.facts"
-INPUT_TOPICS = (
-    topics.CONTRACTS_POLICY,
-    topics.IDENTITY_CUSTOMER,
-    topics.DOCUMENTS_MAILBOX,
-    topics.CLAIMS_CLAIM,
-    topics.LOYALTY_ACCOUNT,
-)
-
-log = get_logger(__name__)
 
 
 @dataclass
 class Service:
     runtime: Runtime
-    loyalty: Loyalty
     settings: LoyaltySettings
+    loyalty: Loyalty
+    transactions: Transactions[LoyaltyUnitOfWork]
+    stream: EventStream[LoyaltyUnitOfWork]
     http: httpx.AsyncClient
+    background: list[Loop] = field(default_factory=list)  # e.g. the daily runs (entrypoints)
 
     def loops(self) -> list[Loop]:
-        loops = [
-            self.runtime.relay_loop(),
-            self.runtime.consumer_loop(FACTS_GROUP, INPUT_TOPICS, self.loyalty.record_facts),
+        return [
+            self.runtime.stream_loop(self.stream),
+            self.runtime.outbox_loop(self.stream),
+            *self.background,
         ]
-        if self.settings.run_scheduler:
-            loops.append(self.daily_runs)
-        return loops
-
-    async def daily_runs(self, stop: asyncio.Event) -> None:
-        """Once per Berlin day, the ledger job as of that day's 00:00 (all runs fall there)."""
-        last_run = None
-        while not stop.is_set():
-            today = berlin_date(self.runtime.clock.now())
-            if today != last_run:
-                sent = await run_ledger_job(
-                    self.runtime.pool, self.loyalty, start_of_berlin_day(today)
-                )
-                log.info("ledger_job_done", business_date=today.isoformat(), announced=sent)
-                last_run = today
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=60)
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.runtime.close()
 
 
+def unit_of_work(conn: Connection, store: EventStore) -> LoyaltyUnitOfWork:
+    # The cast only because servicekit's PostgresUnitOfWork declares `events`/`inbox` with
+    # their concrete types, which mypy does not accept for the protocol's settable members.
+    return cast(LoyaltyUnitOfWork, PostgresLoyaltyUnitOfWork(conn, store))
+
+
 async def build(settings: LoyaltySettings, clock: Clock | None = None) -> Service:
     runtime = await Runtime.start(settings, MIGRATIONS, clock)
-    loyalty = Loyalty(runtime.store, settings.programme())
-    return Service(runtime, loyalty, settings, httpx.AsyncClient())
-
-
-def create_http_app(service: Service) -> FastAPI:
-    from loyalty.entrypoints.api import register
-
-    return service.runtime.http_app(service, register, customer_tokens=service.http)
+    transactions = runtime.transactions(unit_of_work)
+    return Service(
+        runtime=runtime,
+        settings=settings,
+        loyalty=Loyalty(settings.programme(), runtime.clock),
+        transactions=transactions,
+        stream=runtime.stream(transactions),
+        http=httpx.AsyncClient(),
+    )

@@ -1,9 +1,12 @@
 """Use cases of the loyalty service: facts in, decisions taken, ledgers announced.
 
-Balances are never stored as the truth: every statement is `build_ledger` over the
-customer's facts (LOY-12/13). The service records its own decisions (enrolment,
-redemption) as events on the customer's account stream, which serialises them, and
-announces ledger movements once each on its topic for the notifier and dashboards.
+Each handler takes a command (or query, or the consumed messages) and a unit of work that
+is already inside its transaction; none opens a connection or a transaction or writes
+SQL. Balances are never stored as the truth: every statement is `build_ledger` over the
+customer's facts (LOY-12/13). The service's own decisions (enrolment, redemption) are
+appended to the customer's account stream at the version read TOGETHER with the facts
+the decision was taken on, so two decisions taken at once cannot both stand: the second
+append conflicts and `Transactions` takes that decision again on fresh state.
 """
 
 from __future__ import annotations
@@ -12,14 +15,13 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import assert_never
 
 from contracts_schemas import loyalty as events
-from contracts_schemas.base import Event
-from servicekit.consumer import Delivery
-from servicekit.db import Connection
-from servicekit.eventstore import EventStore
+from contracts_schemas.base import Contract, Event
+from servicekit.clock import Clock
+from servicekit.unit_of_work import Conflict, DuplicateEvent
 
-from loyalty.adapters import fact_store
 from loyalty.domain import facts as f
 from loyalty.domain.config import LoyaltyConfig
 from loyalty.domain.decisions import (
@@ -37,12 +39,9 @@ from loyalty.domain.ledger import (
     expiry_warnings,
 )
 from loyalty.translation import facts_from
+from loyalty.unit_of_work import Account, LoyaltyUnitOfWork, account_stream
 
 EVENT_NAMESPACE = uuid.UUID("5b0c7c1e-3f5e-4c3e-9a57-6c0a1f1e2d01")
-
-
-def account_stream(customer_id: str) -> str:
-    return f"account-{customer_id}"
 
 
 def event_uuid(customer_id: str, key: str) -> uuid.UUID:
@@ -54,76 +53,137 @@ class UnknownReward(LookupError):
     pass
 
 
+# --- commands and queries -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Enrol:
+    customer_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Redeem:
+    customer_id: str
+    reward_id: str
+    redemption_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GetStatement:
+    customer_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GetHistory:
+    customer_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListCustomers:
+    after: str
+    limit: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Announce:
+    """One chunk of a run: announce these customers' ledgers as of `as_of`."""
+
+    customer_ids: tuple[str, ...]
+    as_of: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClearProjections:
+    """Before a rebuild: forget the facts and the statement snapshots."""
+
+
+# --- handlers -----------------------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Loyalty:
-    store: EventStore
+    """The handlers, with what bootstrap injects: the programme and the business clock."""
+
     config: LoyaltyConfig
+    clock: Clock
 
-    async def record_facts(self, conn: Connection, deliveries: Sequence[Delivery]) -> None:
-        """Consumer handler: every fact the batch contributes, stored once per customer."""
-        rows = [row for delivery in deliveries for row in facts_from(delivery.message)]
-        await fact_store.add_facts(conn, rows)
+    async def record_facts(self, messages: Sequence[Contract], uow: LoyaltyUnitOfWork) -> None:
+        """Every fact the messages contribute, stored once per customer (LOY-12)."""
+        await uow.facts.add([row for message in messages for row in facts_from(message)])
 
-    async def statement(self, conn: Connection, customer_id: str, as_of: datetime) -> Ledger:
-        facts = (await fact_store.facts_of(conn, [customer_id])).get(customer_id, [])
-        return build_ledger(customer_id, facts, as_of, self.config)
+    async def statement(self, query: GetStatement, uow: LoyaltyUnitOfWork) -> Ledger:
+        """LOY-10/LOY-13: the customer's statement as of the service clock."""
+        account = await uow.facts.account(query.customer_id)
+        return build_ledger(query.customer_id, account.facts, self.clock.now(), self.config)
 
-    async def enrol(
-        self, conn: Connection, customer_id: str, now: datetime
-    ) -> Ledger | EnrolmentRefused:
+    async def history(self, query: GetHistory, uow: LoyaltyUnitOfWork) -> list[f.Fact]:
+        """OPS-3: the facts the customer's ledger is folded from, in business order."""
+        account = await uow.facts.account(query.customer_id)
+        return sorted(account.facts, key=lambda fact: (fact.occurred_at, fact.event_id))
+
+    async def customers(self, query: ListCustomers, uow: LoyaltyUnitOfWork) -> list[str]:
+        return await uow.facts.customers(query.after, query.limit)
+
+    async def enrol(self, command: Enrol, uow: LoyaltyUnitOfWork) -> Ledger | EnrolmentRefused:
         """LOY-1: enrol the customer when identity's data makes them eligible."""
-        facts = (await fact_store.facts_of(conn, [customer_id])).get(customer_id, [])
-        ledger = build_ledger(customer_id, facts, now, self.config)
-        registration = next((x for x in facts if isinstance(x, f.CustomerRegistered)), None)
+        now = self.clock.now()
+        customer_id = command.customer_id
+        account = await uow.facts.account(customer_id)
+        ledger = build_ledger(customer_id, account.facts, now, self.config)
+        registration = next((x for x in account.facts if isinstance(x, f.CustomerRegistered)), None)
         decision = decide_enrolment(
             registration,
             already_enrolled=ledger.membership.status is MembershipStatus.ENROLLED,
-            account_cancelled=any(isinstance(x, f.AccountCancelled) for x in facts),
+            account_cancelled=any(isinstance(x, f.AccountCancelled) for x in account.facts),
             now=now,
         )
         if isinstance(decision, EnrolmentRefused):
             return decision
         event_id = event_uuid(customer_id, decision.event_id)
-        await self._record(
-            conn,
-            customer_id,
+        enrolled = dataclasses.replace(decision, event_id=str(event_id))
+        await _record(
+            uow,
+            account,
             events.CustomerEnrolled(
                 event_id=event_id,
                 aggregate_id=account_stream(customer_id),
-                aggregate_version=1,  # replaced in _record
+                aggregate_version=account.version + 1,
                 occurred_at=decision.occurred_at,
                 customer_ids=(customer_id,),
                 customer_id=customer_id,
             ),
-            dataclasses.replace(decision, event_id=str(event_id)),
+            enrolled,
         )
-        return await self.statement(conn, customer_id, now)
+        return build_ledger(customer_id, (*account.facts, enrolled), now, self.config)
 
     async def redeem(
-        self, conn: Connection, customer_id: str, reward_id: str, redemption_id: str, now: datetime
+        self, command: Redeem, uow: LoyaltyUnitOfWork
     ) -> f.RewardRedeemed | RedemptionRefused:
         """LOY-6: redeem a catalogue reward, with a co-payment for a shortfall if allowed."""
-        reward = self.config.rewards.get(reward_id)
+        reward = self.config.rewards.get(command.reward_id)
         if reward is None:
-            raise UnknownReward(reward_id)
-        ledger = await self.statement(conn, customer_id, now)
-        decision = decide_redemption(ledger, reward, redemption_id, now)
+            raise UnknownReward(command.reward_id)
+        now = self.clock.now()
+        customer_id = command.customer_id
+        account = await uow.facts.account(customer_id)
+        ledger = build_ledger(customer_id, account.facts, now, self.config)
+        decision = decide_redemption(ledger, reward, command.redemption_id, now)
         if isinstance(decision, RedemptionRefused):
             return decision
         event_id = event_uuid(customer_id, decision.event_id)
         recorded = dataclasses.replace(decision, event_id=str(event_id))
-        await self._record(
-            conn,
-            customer_id,
+        await _record(
+            uow,
+            account,
             events.RewardRedeemed(
                 event_id=event_id,
                 aggregate_id=account_stream(customer_id),
-                aggregate_version=1,
+                aggregate_version=account.version + 1,
                 occurred_at=decision.occurred_at,
                 customer_ids=(customer_id,),
                 customer_id=customer_id,
-                redemption_id=redemption_id,
-                reward_id=reward_id,
+                redemption_id=command.redemption_id,
+                reward_id=command.reward_id,
                 points=decision.points,
                 co_payment_cents=decision.co_payment_cents,
             ),
@@ -131,36 +191,43 @@ class Loyalty:
         )
         return recorded
 
-    async def _record(self, conn: Connection, customer_id: str, event: Event, fact: f.Fact) -> None:
-        """Append the decision to the account stream (which serialises concurrent ones;
-        a loser gets ConcurrencyConflict) and store it as a fact at once."""
-        stream = account_stream(customer_id)
-        version = await self.store.stream_version(conn, stream)
-        await self.store.append(
-            conn, stream, version, [event.model_copy(update={"aggregate_version": version + 1})]
-        )
-        await fact_store.add_facts(conn, [(customer_id, fact)])
+    async def announce(self, command: Announce, uow: LoyaltyUnitOfWork) -> int:
+        """LOY-2/3/5/9, one chunk of a run: publish each ledger movement and expiry warning
+        once, and keep the operators' statement rows current. Returns what went out."""
+        await uow.announcements.one_run_at_a_time()
+        announced = 0
+        for customer_id in command.customer_ids:
+            account = await uow.facts.account(customer_id)
+            ledger = build_ledger(customer_id, account.facts, command.as_of, self.config)
+            messages = [*_movements(ledger), *_warnings(ledger, command.as_of, self.config)]
+            fresh = await uow.announcements.first_time(customer_id, [k for k, _ in messages])
+            outgoing = [message for key, message in messages if key in fresh]
+            if outgoing:
+                await uow.events.enqueue(outgoing)
+            await uow.statements.save(
+                customer_id, command.as_of, ledger.balance, ledger.membership.status.value
+            )
+            announced += len(outgoing)
+        return announced
 
-    async def announce(self, conn: Connection, customer_id: str, as_of: datetime) -> int:
-        """The ledger job for one customer: publish each ledger movement and expiry warning
-        once, and keep the operators' statement row current. Returns what was announced."""
-        ledger = await self.statement(conn, customer_id, as_of)
-        messages = [*_movements(ledger), *_warnings(ledger, as_of, self.config)]
-        fresh = await _not_yet_announced(conn, customer_id, [key for key, _ in messages])
-        outgoing = [message for key, message in messages if key in fresh]
-        if outgoing:
-            await self.store.enqueue(conn, outgoing)
-        await conn.execute(
-            "INSERT INTO statements (customer_id, as_of, balance, membership)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (customer_id) DO UPDATE"
-            " SET as_of = excluded.as_of, balance = excluded.balance,"
-            " membership = excluded.membership WHERE statements.as_of <= excluded.as_of",
-            customer_id,
-            as_of,
-            ledger.balance,
-            ledger.membership.status.value,
-        )
-        return len(outgoing)
+    async def clear_projections(self, command: ClearProjections, uow: LoyaltyUnitOfWork) -> None:
+        """OPS-3 rebuild, first step: the projections are refilled from the topics."""
+        await uow.facts.clear()
+        await uow.statements.clear()
+
+
+async def _record(uow: LoyaltyUnitOfWork, account: Account, event: Event, fact: f.Fact) -> None:
+    """Append the decision at the version its facts were read with, and store its fact.
+
+    Someone else recorded a decision since (`ConcurrencyConflict`), or this very decision
+    (`DuplicateEvent`: a double click): either way a `Conflict`, so the decision is taken
+    again on fresh state - and then sees the other one."""
+    stream = account_stream(account.customer_id)
+    try:
+        await uow.events.append(stream, account.version, [event])
+    except DuplicateEvent as exc:
+        raise Conflict(f"{stream}: decision {event.event_id} recorded meanwhile") from exc
+    await uow.facts.add([(account.customer_id, fact)])
 
 
 Announcement = tuple[str, Event]
@@ -172,35 +239,32 @@ def _movements(ledger: Ledger) -> list[Announcement]:
     found: list[Announcement] = []
     for entry in ledger.history:
         common = _common(customer, entry.entry_id, entry.at)
-        if entry.kind is EntryKind.CREDIT:
-            lot = lots[entry.entry_id]
-            found.append(
-                (
-                    entry.entry_id,
-                    events.PointsCredited(
-                        **common,
-                        lot_id=lot.lot_id,
-                        points=lot.points,
-                        rule=lot.rule,
-                        credited_on=lot.credited_on,
-                        expires_on=lot.expires_on,
-                    ),
+        match entry.kind:
+            case EntryKind.CREDIT:
+                lot = lots[entry.entry_id]
+                credited = events.PointsCredited(
+                    **common,
+                    lot_id=lot.lot_id,
+                    points=lot.points,
+                    rule=lot.rule.value,
+                    credited_on=lot.credited_on,
+                    expires_on=lot.expires_on,
                 )
-            )
-        elif entry.kind is EntryKind.EXPIRY and entry.points:
-            assert isinstance(entry.reason, ExpiryReason)
-            found.append(
-                (
-                    entry.entry_id,
-                    events.PointsExpired(
-                        **common,
-                        points=-entry.points,
-                        expired_on=entry.reason.expires_on,
-                    ),
-                )
-            )
-        elif entry.kind is EntryKind.FORFEIT:
-            found.append((entry.entry_id, events.PointsForfeited(**common, points=-entry.points)))
+                found.append((entry.entry_id, credited))
+            case EntryKind.EXPIRY:
+                if entry.points:
+                    assert isinstance(entry.reason, ExpiryReason)
+                    expired = events.PointsExpired(
+                        **common, points=-entry.points, expired_on=entry.reason.expires_on
+                    )
+                    found.append((entry.entry_id, expired))
+            case EntryKind.FORFEIT:
+                forfeited = events.PointsForfeited(**common, points=-entry.points)
+                found.append((entry.entry_id, forfeited))
+            case EntryKind.REDEMPTION:
+                pass  # announced when decided: RewardRedeemed on the account stream
+            case _:
+                assert_never(entry.kind)
     return found
 
 
@@ -227,13 +291,3 @@ def _common(customer_id: str, key: str, at: datetime) -> dict[str, object]:
         "customer_ids": (customer_id,),
         "customer_id": customer_id,
     }
-
-
-async def _not_yet_announced(conn: Connection, customer_id: str, keys: list[str]) -> set[str]:
-    rows = await conn.fetch(
-        "INSERT INTO announced (customer_id, entry_id) SELECT $1, unnest($2::text[])"
-        " ON CONFLICT DO NOTHING RETURNING entry_id",
-        customer_id,
-        keys,
-    )
-    return {row["entry_id"] for row in rows}

@@ -2,9 +2,11 @@
 
 Balances follow from facts and the calendar alone, so a run does not compute points: it
 announces, for every customer, what the calendar up to that date has credited, expired
-or forfeited, and the expiry warnings due, each once. Two schedulers firing together are
-harmless: an advisory lock lets one run at a time and every announcement is recorded
-once per customer.
+or forfeited, and the expiry warnings due, each once. A run goes through the customers
+in chunks, one transaction each (`Loyalty.announce`); two schedulers firing together are
+harmless: one chunk is announced at a time, and each announcement is recorded once per
+customer. A run for a date after the service's business date is refused: what it would
+publish could still be made wrong by facts that have not happened yet.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
+from typing import TypeVar
 
-import asyncpg
-from servicekit.clock import start_of_berlin_day
+from servicekit.clock import berlin_date, start_of_berlin_day
+from servicekit.unit_of_work import Transactions
 
-from loyalty.adapters.fact_store import customers_with_facts
-from loyalty.handlers import Loyalty
+from loyalty.handlers import Announce, ListCustomers, Loyalty
+from loyalty.unit_of_work import LoyaltyUnitOfWork
 
-_JOB_LOCK = 0x10_7A17
+U = TypeVar("U", bound=LoyaltyUnitOfWork)
+
+
+EARLIEST_RUN = date(1970, 1, 1)  # the calendar arithmetic of older dates is not supported
 
 
 class RunKind(StrEnum):
@@ -28,22 +34,31 @@ class RunKind(StrEnum):
     EXPIRY = "expiry"
 
 
-class WrongRunDate(ValueError):
-    pass
+class RunRefused(ValueError):
+    """The run cannot take place for that date; the message says why (for operators)."""
 
 
-def run_moment(kind: RunKind, business_date: date) -> datetime:
+def run_moment(kind: RunKind, business_date: date, now: datetime) -> datetime:
     """00:00 Europe/Berlin of the run's date; monthly runs fall on the 1st, the January
-    run on 1 January."""
+    run on 1 January, and no run falls after today's Berlin date (of `now`)."""
     if kind is RunKind.MONTHLY and business_date.day != 1:
-        raise WrongRunDate("the monthly run falls on the 1st of a month")
+        raise RunRefused("the monthly run falls on the 1st of a month")
     if kind is RunKind.JANUARY and (business_date.month, business_date.day) != (1, 1):
-        raise WrongRunDate("the January run falls on 1 January")
+        raise RunRefused("the January run falls on 1 January")
+    if business_date < EARLIEST_RUN:
+        raise RunRefused(f"no runs before {EARLIEST_RUN.isoformat()}")
+    today = berlin_date(now)
+    if business_date > today:
+        raise RunRefused(
+            f"business date {business_date.isoformat()} is after the service's business date"
+            f" {today.isoformat()}: a run in the future would announce what later facts can"
+            " still change"
+        )
     return start_of_berlin_day(business_date)
 
 
 async def run_ledger_job(
-    pool: asyncpg.Pool,
+    transactions: Transactions[U],
     loyalty: Loyalty,
     as_of: datetime,
     progress: Callable[[int], None] = lambda _: None,
@@ -51,19 +66,11 @@ async def run_ledger_job(
 ) -> int:
     """Announce every customer's ledger as of `as_of`; returns how many events went out."""
     announced = 0
-    async with pool.acquire() as lock:
-        await lock.execute("SELECT pg_advisory_lock($1)", _JOB_LOCK)
-        try:
-            after = ""
-            while True:
-                async with pool.acquire() as conn:
-                    customers = await customers_with_facts(conn, after, chunk)
-                if not customers:
-                    return announced
-                async with pool.acquire() as conn, conn.transaction():
-                    for customer_id in customers:
-                        announced += await loyalty.announce(conn, customer_id, as_of)
-                progress(len(customers))
-                after = customers[-1]
-        finally:
-            await lock.execute("SELECT pg_advisory_unlock($1)", _JOB_LOCK)
+    after = ""
+    while True:
+        customers = await transactions.execute(loyalty.customers, ListCustomers(after, chunk))
+        if not customers:
+            return announced
+        announced += await transactions.execute(loyalty.announce, Announce(tuple(customers), as_of))
+        progress(len(customers))
+        after = customers[-1]

@@ -11,8 +11,8 @@ from functools import singledispatch
 from contracts_schemas import claims, contracts, documents, identity, loyalty
 from contracts_schemas.base import Contract
 
-from loyalty.adapters.fact_store import CustomerFact
 from loyalty.domain import facts as f
+from loyalty.domain.facts import CustomerFact
 
 CLAIM_REPORTED_ONLINE = "claim_reported_online"
 

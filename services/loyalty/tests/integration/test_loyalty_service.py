@@ -2,51 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import pytest
-from loyalty.bootstrap import INPUT_TOPICS
-from loyalty.rebuild import rebuild_facts
+from loyalty.entrypoints.rebuild import rebuild_facts
+from loyalty.entrypoints.stream import INPUT_TOPICS
 from loyalty_harness import (
-    Running,
     berlin,
-    cancelled_account,
-    email_instead_of_letter,
+    history_of_two_customers,
     loyalty_service,
-    policy_issued,
-    premium_paid,
-    registered,
+    read_whole_topic,
 )
-from servicekit.testing import header, read_topic
+from servicekit.testing import header
 
 pytestmark = pytest.mark.integration
-
-
-async def enrol(running: Running, customer: str) -> None:
-    async def enrolled() -> bool:
-        response = await running.http.post("/loyalty/enrolment", headers=running.customer(customer))
-        assert response.status_code in (201, 422), response.text
-        return response.status_code == 201
-
-    await running.until(enrolled)
-
-
-async def history_of_two_customers(running: Running) -> tuple[str, str]:
-    """Registration, enrolment, a joint policy 11 years old, payments, a bonus, a forfeit."""
-    anna, ben = "anna", "ben"
-    await running.publish(registered(anna, berlin(2026, 1, 2)), registered(ben, berlin(2026, 1, 2)))
-    running.clock.set(berlin(2026, 1, 3, 9))
-    await enrol(running, anna)
-    await enrol(running, ben)
-    holders = (anna, ben)
-    await running.publish(
-        policy_issued("KFZ-1", holders, date(2015, 6, 1), berlin(2015, 5, 20)),
-        *[premium_paid("KFZ-1", holders, 9_999, berlin(2026, m, 15), m + 1) for m in (1, 2, 3)],
-        email_instead_of_letter(anna, berlin(2026, 1, 3, 9, 30)),
-        cancelled_account(ben, berlin(2026, 3, 20)),
-    )
-    return anna, ben
 
 
 async def test_loy12_rebuilding_from_the_topics_gives_exactly_the_same_statements() -> None:
@@ -54,21 +23,18 @@ async def test_loy12_rebuilding_from_the_topics_gives_exactly_the_same_statement
         anna, ben = await history_of_two_customers(running)
         running.clock.set(berlin(2027, 1, 2, 12))
 
-        async def settled() -> dict[str, Any] | None:
-            body = await running.statement(anna)
-            return body if len([e for e in body["history"] if e["rule"] == "LOY-2"]) == 3 else None
-
-        await running.until(settled)
+        await running.until(running.all_consumed)  # every fact of both histories is stored
         live = {c: await running.statement(c) for c in (anna, ben)}
         # LOY-2 (3 x 99) + LOY-4 (1000) + LOY-3 in January 2027 (11th year: 1000)
         assert live[anna]["balance"] == 3 * 99 + 1000 + 1000
         assert live[ben]["balance"] == 0, "LOY-9: the cancelled account forfeited everything"
 
         # The service's own decisions must be on its topic before the topics are the truth.
-        await running.until(lambda: _outbox_drained(running))
+        await running.until(running.outbox_drained)
         topics = [running.prefix + t for t in INPUT_TOPICS]
+        service = running.service
         replayed = await rebuild_facts(
-            running.service.runtime.pool, running.service.settings.kafka_bootstrap, topics
+            service.transactions, service.loyalty, service.settings.kafka_bootstrap, topics
         )
         assert replayed >= 10
         assert {c: await running.statement(c) for c in (anna, ben)} == live
@@ -78,7 +44,7 @@ async def test_a_run_announces_each_credit_once_however_often_it_runs() -> None:
     async with loyalty_service(berlin(2026, 1, 2, 12)) as running:
         anna, _ = await history_of_two_customers(running)
         running.clock.set(berlin(2026, 4, 1, 12))
-        await running.until(lambda: _has_lots(running, anna, 4))
+        await running.until(running.all_consumed)
         for _ in range(2):
             response = await running.http.post(
                 "/internal/loyalty/jobs/monthly", params={"business_date": "2026-04-01"},
@@ -86,13 +52,12 @@ async def test_a_run_announces_each_credit_once_however_often_it_runs() -> None:
             )  # fmt: skip
             assert response.status_code == 200, response.text
 
-        published = await read_topic(
-            running.service.settings.kafka_bootstrap,
-            running.prefix + "portal.loyalty.account.v1",
-            at_least=3 + 4,  # two enrolments + one forfeit; four credits for anna
+        await running.until(running.outbox_drained)  # all both runs queued is on the topic
+        published = await read_whole_topic(
+            running.service.settings.kafka_bootstrap, running.prefix + "portal.loyalty.account.v1"
         )
         credited = [r for r in published if (header(r, "ce_type") or "").endswith("Credited.v1")]
-        anna_credits = [r for r in credited if header(r, "ce_subject") == "account-anna"]
+        anna_credits = [r for r in credited if header(r, "ce_subject") == f"account-{anna}"]
         assert len(anna_credits) == 4, "3 premium lots and the e-mail-instead-of-letter bonus"
 
 
@@ -102,7 +67,7 @@ async def test_loy6_a_shortfall_is_paid_for_where_the_reward_allows_and_never_go
     async with loyalty_service(berlin(2026, 1, 2, 12)) as running:
         anna, _ = await history_of_two_customers(running)
         running.clock.set(berlin(2026, 4, 1, 12))
-        await running.until(lambda: _has_lots(running, anna, 4))
+        await running.until(running.all_consumed)
         balance = (await running.statement(anna))["balance"]
         assert balance == 1000 + 3 * 99
 
@@ -145,11 +110,5 @@ async def test_statements_need_a_token_and_show_only_the_callers_own_points() ->
         assert body["balance"] == 0
 
 
-async def _outbox_drained(running: Running) -> bool:
-    async with running.service.runtime.pool.acquire() as conn:
-        pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-    return bool(pending == 0)
-
-
-async def _has_lots(running: Running, customer: str, count: int) -> bool:
-    return len((await running.statement(customer))["lots"]) >= count
+def redemptions_in(statement: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in statement["history"] if e["kind"] == "redemption"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from fractions import Fraction
-from zoneinfo import ZoneInfo
 
 import pytest
 from loyalty.domain.config import Campaign, LoyaltyConfig, Reward
@@ -25,8 +24,7 @@ from loyalty.domain.facts import (
     ServiceUsed,
 )
 from loyalty.domain.ledger import Ledger, build_ledger
-
-BERLIN = ZoneInfo("Europe/Berlin")
+from servicekit.clock import BERLIN
 
 DEFAULT_CONFIG = LoyaltyConfig(
     premium_rates={"motor": Fraction(1, 2), "life": Fraction(2)},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
 
 import loyalty.domain.decisions as decisions
 import loyalty.domain.ledger as ledger_module
@@ -19,8 +18,8 @@ from loyalty.domain.decisions import (
 )
 from loyalty.domain.facts import CustomerRegistered, Enrolled, RewardRedeemed
 from loyalty.domain.ledger import RedemptionReason
+from servicekit.clock import BERLIN
 
-BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 6, 1, 12, tzinfo=BERLIN)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 from itertools import accumulate
-from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,8 +32,8 @@ from loyalty.domain.ledger import (
     RedemptionReason,
     build_ledger,
 )
+from servicekit.clock import BERLIN
 
-BERLIN = ZoneInfo("Europe/Berlin")
 START = date(2019, 1, 1)
 SPAN_DAYS = 365 * 8
 CUSTOMERS = ("c1", "c2", "c3")

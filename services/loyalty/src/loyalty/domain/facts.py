@@ -147,3 +147,6 @@ Fact = (
     | ServiceUsed
     | RewardRedeemed
 )
+
+CustomerFact = tuple[str, Fact]
+"""A fact and one customer it concerns (a policy event concerns every policyholder)."""

@@ -1,6 +1,8 @@
-"""HTTP API of the loyalty programme (tile "My benefits").
+"""HTTP API of the loyalty programme (tile "My benefits"): `create_app(service)`.
 
-There is deliberately no endpoint to buy or transfer points (LOY-6).
+Each route parses, calls one handler in one transaction (`service.transactions`), and
+maps the answer to HTTP. There is deliberately no endpoint to buy or transfer points
+(LOY-6).
 """
 
 from __future__ import annotations
@@ -10,34 +12,44 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field
-from servicekit.db import Connection
-from servicekit.eventstore import transaction_retrying_conflicts
-from servicekit.http import CurrentCustomer, InternalCaller, Problem
+from servicekit.http import CurrentCustomer, Problem, problems, requires
+from servicekit.permissions import Operation, SystemPermissions
+from servicekit.unit_of_work import Conflict
 
 from loyalty.bootstrap import Service
-from loyalty.domain.decisions import EnrolmentRefused, RedemptionRefused
-from loyalty.domain.facts import RewardRedeemed
-from loyalty.domain.ledger import Ledger
+from loyalty.domain.decisions import (
+    EnrolmentRefusalCode,
+    EnrolmentRefused,
+    RedemptionRefusalCode,
+    RedemptionRefused,
+)
 from loyalty.entrypoints.views import statement
-from loyalty.handlers import UnknownReward
-from loyalty.jobs import RunKind, WrongRunDate, run_ledger_job, run_moment
+from loyalty.handlers import Enrol, GetStatement, Redeem, UnknownReward
+from loyalty.jobs import RunKind, RunRefused, run_ledger_job, run_moment
 
 customer = APIRouter(prefix="/loyalty", tags=["customers"])
 operators = APIRouter(prefix="/internal/loyalty", tags=["operators"])
 
 
-def service(request: Request) -> Service:
+def _service(request: Request) -> Service:
     svc: Service = request.app.state.service
     return svc
 
 
-ServiceDep = Annotated[Service, Depends(service)]
+ServiceDep = Annotated[Service, Depends(_service)]
+Operators = Annotated[str, Depends(requires(Operation.JOBS))]
+
+
+VISIBLE_ASCII = r"^[!-~]+$"
 
 
 class Redemption(BaseModel):
-    reward_id: str = Field(min_length=1, max_length=100)
+    reward_id: str = Field(min_length=1, max_length=100, pattern=VISIBLE_ASCII)
     redemption_id: str = Field(
-        min_length=8, max_length=100, description="chosen by the client; retrying is safe"
+        min_length=8,
+        max_length=100,
+        pattern=VISIBLE_ASCII,
+        description="chosen by the client (e.g. a UUID); retrying with it is safe",
     )
 
 
@@ -67,25 +79,36 @@ def _refusal(status: int, refusal: EnrolmentRefused | RedemptionRefused) -> Prob
     return Problem(status, code, refusal.detail, type_=f"urn:portal:problem:{code}")
 
 
-@customer.post("/enrolment", status_code=201)
+def _busy() -> Problem:
+    """Other decisions for this account kept winning the race: the client may retry."""
+    return Problem(
+        409,
+        "concurrent_decisions",
+        "Ihr Vorteilskonto wird gerade von einer anderen Anfrage geändert. Bitte versuchen "
+        "Sie es erneut.",
+        type_="urn:portal:problem:concurrent_decisions",
+    )
+
+
+@customer.post("/enrolment", status_code=201, responses=problems(409, 422))
 async def enrol(principal: CurrentCustomer, svc: ServiceDep) -> dict[str, Any]:
     """LOY-1: join the programme (free; adults resident in Germany, natural persons)."""
-    now = svc.runtime.clock.now()
-
-    async def work(conn: Connection) -> Ledger | EnrolmentRefused:
-        return await svc.loyalty.enrol(conn, principal.customer_id, now)
-
-    result = await transaction_retrying_conflicts(svc.runtime.pool, work)
+    try:
+        result = await svc.transactions.execute(svc.loyalty.enrol, Enrol(principal.customer_id))
+    except Conflict:
+        raise _busy() from None
     if isinstance(result, EnrolmentRefused):
-        raise _refusal(409 if result.reason_code.value == "already_enrolled" else 422, result)
+        already = result.reason_code is EnrolmentRefusalCode.ALREADY_ENROLLED
+        raise _refusal(409 if already else 422, result)
     return statement(result)
 
 
 @customer.get("/statement")
 async def my_statement(principal: CurrentCustomer, svc: ServiceDep) -> dict[str, Any]:
     """LOY-10/LOY-13: balance, lots and expiry, next expiry, pending credits, history."""
-    async with svc.runtime.pool.acquire() as conn:
-        ledger = await svc.loyalty.statement(conn, principal.customer_id, svc.runtime.clock.now())
+    ledger = await svc.transactions.execute(
+        svc.loyalty.statement, GetStatement(principal.customer_id)
+    )
     return statement(ledger)
 
 
@@ -104,18 +127,14 @@ async def rewards(svc: ServiceDep) -> list[RewardView]:
     ]
 
 
-@customer.post("/redemptions", status_code=201, response_model=Redeemed)
+@customer.post(
+    "/redemptions", status_code=201, response_model=Redeemed, responses=problems(404, 409, 422)
+)
 async def redeem(request: Redemption, principal: CurrentCustomer, svc: ServiceDep) -> Redeemed:
     """LOY-6: redeem a reward; a shortfall is paid for where the reward allows it."""
-    now = svc.runtime.clock.now()
-
-    async def work(conn: Connection) -> RewardRedeemed | RedemptionRefused:
-        return await svc.loyalty.redeem(
-            conn, principal.customer_id, request.reward_id, request.redemption_id, now
-        )
-
+    command = Redeem(principal.customer_id, request.reward_id, request.redemption_id)
     try:
-        result = await transaction_retrying_conflicts(svc.runtime.pool, work)
+        result = await svc.transactions.execute(svc.loyalty.redeem, command)
     except UnknownReward:
         raise Problem(
             404,
@@ -123,24 +142,34 @@ async def redeem(request: Redemption, principal: CurrentCustomer, svc: ServiceDe
             "Diese Prämie gibt es nicht.",
             type_="urn:portal:problem:unknown_reward",
         ) from None
+    except Conflict:
+        raise _busy() from None
     if isinstance(result, RedemptionRefused):
-        raise _refusal(409 if result.reason_code.value == "already_redeemed" else 422, result)
+        already = result.reason_code is RedemptionRefusalCode.ALREADY_REDEEMED
+        raise _refusal(409 if already else 422, result)
     return Redeemed.model_validate(result, from_attributes=True)
 
 
-@operators.post("/jobs/{kind}", response_model=JobResult)
+@operators.post("/jobs/{kind}", response_model=JobResult, responses=problems(422))
 async def run_job(
-    kind: RunKind, business_date: date, svc: ServiceDep, caller: InternalCaller
+    kind: RunKind, business_date: date, svc: ServiceDep, caller: Operators
 ) -> JobResult:
-    """OPS-3: run the monthly / January run or the expiry sweep for a business date."""
+    """OPS-3: run the monthly / January run or the expiry sweep for a business date (not
+    after the service's business date)."""
     try:
-        as_of = run_moment(kind, business_date)
-    except WrongRunDate as wrong:
-        raise Problem(422, "wrong_run_date", str(wrong)) from None
-    announced = await run_ledger_job(svc.runtime.pool, svc.loyalty, as_of)
+        as_of = run_moment(kind, business_date, svc.runtime.clock.now())
+    except RunRefused as refused:
+        raise Problem(
+            422, "run_refused", str(refused), type_="urn:portal:problem:run_refused"
+        ) from None
+    announced = await run_ledger_job(svc.transactions, svc.loyalty, as_of)
     return JobResult(kind=kind, business_date=business_date, announced=announced)
 
 
-def register(app: FastAPI) -> None:
-    app.include_router(customer)
-    app.include_router(operators)
+def create_app(service: Service) -> FastAPI:
+    def register(app: FastAPI) -> None:
+        app.state.system_permissions = SystemPermissions(service.settings.system_operations)
+        app.include_router(customer)
+        app.include_router(operators)
+
+    return service.runtime.http_app(service, register, customer_tokens=service.http)

@@ -1,0 +1,180 @@
+"""The loyalty projections on PostgreSQL, and the unit of work that binds them to one
+connection (inside one transaction). All of the service's SQL is here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import date, datetime
+from typing import Any
+
+from servicekit.db import Connection
+from servicekit.eventstore import EventStore
+from servicekit.postgres import PostgresUnitOfWork
+
+from loyalty.domain import facts as f
+from loyalty.domain.facts import CustomerFact, Fact
+from loyalty.unit_of_work import (
+    Account,
+    Announcements,
+    FactRepository,
+    Statements,
+    account_stream,
+)
+
+FACT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        f.CustomerRegistered,
+        f.Enrolled,
+        f.PolicyIssued,
+        f.PolicyholdersChanged,
+        f.PremiumPaid,
+        f.PolicyCancelled,
+        f.EmailInsteadOfLetterActivated,
+        f.EmailInsteadOfLetterDeactivated,
+        f.AccountCancelled,
+        f.ServiceUsed,
+        f.RewardRedeemed,
+    )
+}
+_COLUMNS = frozenset({"event_id", "occurred_at"})
+_DECODERS: dict[str, Any] = {
+    "date": date.fromisoformat,
+    "datetime": datetime.fromisoformat,
+    "tuple[str, ...]": tuple,
+}
+_JOB_LOCK = 0x10_7A17
+
+_INSERT_FACTS = """
+INSERT INTO facts (customer_id, event_id, fact_type, occurred_at, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+ON CONFLICT DO NOTHING
+"""
+# One statement, so one snapshot: the facts and the account stream's version are what
+# was committed at the same moment (a decision recorded in between cannot hide).
+_ACCOUNT = """
+WITH account AS (
+    SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $2
+)
+SELECT account.version, facts.event_id, facts.fact_type, facts.occurred_at,
+       facts.payload::text AS payload
+FROM account LEFT JOIN facts ON facts.customer_id = $1
+"""
+
+
+def encode(fact: Fact) -> str:
+    payload = {
+        field.name: _plain(getattr(fact, field.name))
+        for field in fields(fact)
+        if field.name not in _COLUMNS
+    }
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def decode(fact_type: str, event_id: str, occurred_at: datetime, payload: str) -> Fact:
+    cls = FACT_TYPES[fact_type]
+    values = json.loads(payload)
+    kwargs = {
+        field.name: _DECODERS.get(str(field.type), _same)(values[field.name])
+        for field in fields(cls)
+        if field.name not in _COLUMNS
+    }
+    fact: Fact = cls(event_id=event_id, occurred_at=occurred_at, **kwargs)
+    return fact
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _same(value: object) -> object:
+    return value
+
+
+class PostgresFacts:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def add(self, rows: Sequence[CustomerFact]) -> None:
+        if not rows:
+            return
+        await self._conn.execute(
+            _INSERT_FACTS,
+            [customer for customer, _ in rows],
+            [fact.event_id for _, fact in rows],
+            [type(fact).__name__ for _, fact in rows],
+            [fact.occurred_at for _, fact in rows],
+            [encode(fact) for _, fact in rows],
+        )
+
+    async def account(self, customer_id: str) -> Account:
+        rows = await self._conn.fetch(_ACCOUNT, customer_id, account_stream(customer_id))
+        facts = tuple(
+            decode(row["fact_type"], row["event_id"], row["occurred_at"], row["payload"])
+            for row in rows
+            if row["event_id"] is not None
+        )
+        return Account(customer_id, int(rows[0]["version"]), facts)
+
+    async def customers(self, after: str, limit: int) -> list[str]:
+        rows = await self._conn.fetch(
+            "SELECT DISTINCT customer_id FROM facts WHERE customer_id > $1"
+            " ORDER BY customer_id LIMIT $2",
+            after,
+            limit,
+        )
+        return [row["customer_id"] for row in rows]
+
+    async def clear(self) -> None:
+        await self._conn.execute("TRUNCATE facts")
+
+
+class PostgresAnnouncements:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def first_time(self, customer_id: str, keys: Sequence[str]) -> set[str]:
+        rows = await self._conn.fetch(
+            "INSERT INTO announced (customer_id, entry_id) SELECT $1, unnest($2::text[])"
+            " ON CONFLICT DO NOTHING RETURNING entry_id",
+            customer_id,
+            list(keys),
+        )
+        return {row["entry_id"] for row in rows}
+
+    async def one_run_at_a_time(self) -> None:
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", _JOB_LOCK)
+
+
+class PostgresStatements:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def save(self, customer_id: str, as_of: datetime, balance: int, membership: str) -> None:
+        await self._conn.execute(
+            "INSERT INTO statements (customer_id, as_of, balance, membership)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (customer_id) DO UPDATE"
+            " SET as_of = excluded.as_of, balance = excluded.balance,"
+            " membership = excluded.membership WHERE statements.as_of <= excluded.as_of",
+            customer_id,
+            as_of,
+            balance,
+            membership,
+        )
+
+    async def clear(self) -> None:
+        await self._conn.execute("TRUNCATE statements")
+
+
+class PostgresLoyaltyUnitOfWork(PostgresUnitOfWork):
+    def __init__(self, conn: Connection, store: EventStore) -> None:
+        super().__init__(conn, store)
+        self.facts: FactRepository = PostgresFacts(conn)
+        self.announcements: Announcements = PostgresAnnouncements(conn)
+        self.statements: Statements = PostgresStatements(conn)
