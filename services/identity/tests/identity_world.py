@@ -46,9 +46,7 @@ class World:
             signer=Ed25519Signer(), device_signatures=Ed25519Devices(), config=IdentityConfig(),
         )  # fmt: skip
 
-    async def run(
-        self, handler: Callable[[C, Any], Awaitable[Any]], command: C
-    ) -> Any:
+    async def run(self, handler: Callable[[C, Any], Awaitable[Any]], command: C) -> Any:
         return await self.transactions.execute(handler, command)
 
     def published(self, kind: type[E]) -> list[E]:

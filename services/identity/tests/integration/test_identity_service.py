@@ -1,0 +1,222 @@
+"""Identity on the real PostgreSQL and Kafka, driven through its HTTP app (ASGI): the
+policy projection from contracts' topic, registration -> activation letter event on
+Kafka, login, activation, refresh rotation with reuse revocation, lockout, SMS 2FA and
+the mTAN API other services call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+from contracts_schemas import identity as ev
+from contracts_schemas import topics
+from contracts_schemas.cloudevents import decode, from_kafka
+from contracts_schemas.common import Carrier
+from identity.bootstrap import Service, build
+from identity.config import IdentitySettings
+from identity.entrypoints.api import create_app
+from identity.entrypoints.stream import subscribe
+from identity_world import PASSWORD, policy_issued
+from servicekit.auth import ServiceCredentials, basic_authorization
+from servicekit.db import drop_schema
+from servicekit.kafka import reliable_producer
+from servicekit.testing import publish, read_topic, required_env, unique
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def identity_service() -> AsyncIterator[tuple[Service, httpx.AsyncClient, str]]:
+    prefix = unique("it") + "."
+    settings = IdentitySettings(
+        database_url=required_env("PORTAL_DATABASE_URL"),
+        kafka_bootstrap=required_env("PORTAL_KAFKA_BOOTSTRAP"),
+        database_schema=prefix.rstrip(".").replace("-", "_"), topic_prefix=prefix,
+        instance_id=prefix.rstrip("."),
+        service_credentials={"contracts": ServiceCredentials.digest("contracts-secret")},
+    )  # fmt: skip
+    service = await build(settings)
+    subscribe(service.stream, service.identity)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(loop(stop)) for loop in service.loops()]
+    transport = httpx.ASGITransport(app=create_app(service), client=("198.51.100.9", 4711))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://identity") as http:
+            yield service, http, prefix
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await service.close()
+        await drop_schema(settings.database_url.get_secret_value(), settings.schema_name)
+
+
+async def until(check: Any, within: float = 30.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {within}s: {result!r}")
+        await asyncio.sleep(0.1)
+
+
+async def code_events(prefix: str, kind: type[ev.CodeEvent], at_least: int) -> list[Any]:
+    records = await read_topic(
+        required_env("PORTAL_KAFKA_BOOTSTRAP"), prefix + topics.IDENTITY_CODES, at_least=at_least
+    )
+    found = [decode(from_kafka(r.headers, r.value)) for r in records]
+    return [m for m in found if isinstance(m, kind)]
+
+
+def registration(policy_number: str | None, username: str = "erika") -> dict[str, Any]:
+    return {
+        "username": username, "password": PASSWORD, "first_name": "Erika",
+        "last_name": "Mustermann", "birth_date": "1980-05-17", "email": "erika@example.org",
+        "address": {"recipient": "Erika Mustermann", "street": "Heidestraße 17",
+                    "postal_code": "51147", "city": "Köln"},
+        "policy_number": policy_number,
+    }  # fmt: skip
+
+
+async def test_id3_id4_registration_letter_on_kafka_login_activation_and_refresh_rotation() -> None:
+    async with identity_service() as (service, http, prefix):
+        producer: AIOKafkaProducer = reliable_producer(
+            required_env("PORTAL_KAFKA_BOOTSTRAP"), "identity-test"
+        )
+        await producer.start()
+        try:
+            policy = policy_issued("IT-1", ("P-IT-1",), Carrier.ALLIANZ_VERSICHERUNGS_AG)
+            await publish(producer, policy, prefix=prefix)
+        finally:
+            await producer.stop()
+
+        async def projected() -> bool:
+            async with service.runtime.pool.acquire() as conn:
+                return bool(await conn.fetchval(
+                    "SELECT count(*) FROM policies WHERE policy_number = 'IT-1'"))  # fmt: skip
+
+        await until(projected)
+        response = await http.post("/identity/registrations", json=registration("IT-1"))
+        assert response.status_code == 202, response.text
+        letters = await until(lambda: code_events(prefix, ev.ActivationCodeIssued, 1))
+        letter = letters[0]
+        assert letter.customer_id == "P-IT-1"
+
+        login = await http.post("/identity/login", json={"username": "ERIKA", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        tokens = login.json()
+        assert tokens["previous_login_at"] is None
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        jwks = (await http.get("/.well-known/jwks.json")).json()
+        assert jwks["keys"][0]["alg"] == "EdDSA"
+
+        wrong = await http.post("/identity/activation", json={"code": "ZZZZ"}, headers=bearer)
+        assert wrong.status_code == 400, wrong.text
+        assert wrong.headers["content-type"] == "application/problem+json"
+        activated = await http.post(
+            "/identity/activation", json={"code": letter.code}, headers=bearer
+        )
+        assert activated.status_code == 200, activated.text
+        me = (await http.get("/identity/me", headers=bearer)).json()
+        assert me["activated"] is True
+        assert me["limited_portal"] is False
+
+        first = tokens["refresh_token"]
+        rotated = await http.post("/identity/token/refresh", json={"refresh_token": first})
+        assert rotated.status_code == 200
+        reused = await http.post("/identity/token/refresh", json={"refresh_token": first})
+        assert reused.status_code == 401
+        family = await http.post(
+            "/identity/token/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
+        )
+        assert family.status_code == 401
+
+        async with service.runtime.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT birth_date_enc, address_enc FROM accounts")
+        assert b"1980" not in bytes(row["birth_date_enc"])
+        assert b"Heidestra" not in bytes(row["address_enc"])
+
+
+async def test_id4_lockout_same_answers_and_id5_id6_sms_login_and_mtan_for_other_services() -> None:
+    async with identity_service() as (_service, http, prefix):
+        assert (await http.post("/identity/registrations", json=registration(None))).status_code
+        bad = {"username": "erika", "password": "falsch-falsch-falsch"}
+        unknown = await http.post("/identity/login", json={**bad, "username": "nobody"})
+        wrong = await http.post("/identity/login", json=bad)
+        assert unknown.status_code == wrong.status_code == 401
+        assert {k: v for k, v in unknown.json().items() if k != "request_id"} == {
+            k: v for k, v in wrong.json().items() if k != "request_id"
+        }
+        statuses = [(await http.post("/identity/login", json=bad)).status_code for _ in range(3)]
+        assert statuses[-1] == 429  # slowed down, then locked for a while
+        locked = await http.post("/identity/login", json={**bad, "password": PASSWORD})
+        assert locked.status_code == 429
+        assert locked.json()["retry_after"] >= 1
+
+    async with identity_service() as (_service, http, prefix):
+        await http.post("/identity/registrations", json=registration(None, "max"))
+        tokens = (await http.post(
+            "/identity/login", json={"username": "max", "password": PASSWORD})).json()  # fmt: skip
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        started = await http.post(
+            "/identity/two-factor", json={"mobile": "+4915112345678"}, headers=bearer
+        )
+        assert started.status_code == 200, started.text
+        mtan = (await until(lambda: code_events(prefix, ev.MtanRequested, 1)))[0]
+        confirmed = await http.post(
+            "/identity/two-factor/confirm", json={"code": mtan.code}, headers=bearer
+        )
+        assert confirmed.json()["login_again"] is True
+        step = (await http.post(
+            "/identity/login", json={"username": "max", "password": PASSWORD})).json()  # fmt: skip
+        assert step["status"] == "sms_required"
+        sms = (await until(lambda: code_events(prefix, ev.LoginCodeRequested, 1)))[0]
+        second = await http.post(
+            "/identity/login/sms", json={"login_ticket": step["login_ticket"], "code": sms.code}
+        )
+        assert second.status_code == 200, second.text
+        assert second.json()["acr"] == "urn:portal:acr:2fa"
+        bearer = {"Authorization": f"Bearer {second.json()['access_token']}"}
+        customer_id = (await http.get("/identity/me", headers=bearer)).json()["customer_id"]
+
+        contracts = {"Authorization": basic_authorization("contracts", "contracts-secret")}
+        asked = await http.post(
+            "/internal/identity/mtans",
+            headers=contracts,
+            json={
+                "customer_id": customer_id,
+                "purpose": "bank_details_change",
+                "reference": "pol:abc",
+            },
+        )
+        assert asked.status_code == 200, asked.text
+        mtan_id = asked.json()["mtan_id"]
+
+        async def bank_mtan() -> list[Any]:
+            sent = await code_events(prefix, ev.MtanRequested, 1)
+            return [m for m in sent if m.purpose == "bank_details_change"]
+
+        code = (await until(bank_mtan))[0].code
+        ok = await http.post(
+            f"/identity/mtans/{mtan_id}/confirm", json={"code": code}, headers=bearer
+        )
+        assert ok.status_code == 200, ok.text
+        consume = {"customer_id": customer_id, "reference": "pol:abc"}
+        used = await http.post(
+            f"/internal/identity/mtans/{mtan_id}/consume", json=consume, headers=contracts
+        )
+        assert used.json()["confirmed"] is True
+        again = await http.post(
+            f"/internal/identity/mtans/{mtan_id}/consume", json=consume, headers=contracts
+        )
+        assert again.json()["confirmed"] is False  # single use
+        anonymous = await http.post(f"/internal/identity/mtans/{mtan_id}/consume", json=consume)
+        assert anonymous.status_code == 401
+        assert json.dumps(asked.json()).find(code) == -1  # the code never leaves by HTTP
