@@ -1,9 +1,9 @@
 """FastAPI wiring every service shares: RFC 9457 problems, request ids, auth, health, metrics.
 
 Every app's OpenAPI document describes its errors: each operation lists the problem
-statuses it can answer (422 where it takes input, 401/403 from its auth dependencies,
-500 always, more through `responses=problems(...)`), all as `application/problem+json`
-with the `ProblemDetails` schema.
+statuses it can answer (422 where it takes input, 400 where it takes a body, 401/403 from
+its auth dependencies, 500 always, more through `responses=problems(...)`), all as
+`application/problem+json` with the `ProblemDetails` schema.
 """
 
 from __future__ import annotations
@@ -222,6 +222,8 @@ def _add_operation_problems(operation: dict[str, Any], statuses: set[int]) -> No
     if "parameters" in operation or "requestBody" in operation:
         statuses.add(422)
         responses.pop("422", None)  # FastAPI's HTTPValidationError: not what is answered
+    if "requestBody" in operation:
+        statuses.add(400)  # a body that is not JSON at all: FastAPI answers 400
     for status in statuses | {500}:
         responses.setdefault(str(status), _problem_response_doc(status))
     operation["responses"] = dict(sorted(responses.items()))

@@ -16,6 +16,7 @@ from servicekit.auth import (
     ServiceCredentials,
     StaticKeys,
     TokenVerifier,
+    basic_authorization,
     generate_signing_key,
     mint_token,
 )
@@ -40,6 +41,10 @@ SIGNED_WITH_AMR_A_NUMBER = jwt.encode(
     algorithm="ES256",
     headers={"kid": "k1"},
 )
+BASIC_JSON = {
+    "Authorization": basic_authorization("collections", "s3cret"),
+    "Content-Type": "application/json",
+}
 PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
 
 
@@ -115,7 +120,7 @@ def test_the_problem_schema_replaces_fastapis_validation_error_schema() -> None:
         ("/plain", "get", {500}),
         ("/health/live", "get", {500}),
         ("/things/{thing_id}", "get", {401, 404, 409, 422, 500}),
-        ("/internal/payments", "post", {401, 403, 422, 500}),
+        ("/internal/payments", "post", {400, 401, 403, 422, 500}),
         ("/internal/legacy", "get", {401, 500}),
     ],
 )
@@ -142,6 +147,7 @@ def customer_token() -> dict[str, str]:
         ("get", "/things/1", {}, 401),
         ("post", "/internal/payments", {"json": {"amount_cents": 1}}, 401),
         ("get", "/broken", {}, 500),
+        ("post", "/internal/payments", {"content": b"\x80\x81", "headers": BASIC_JSON}, 400),
     ],
 )
 def test_the_problems_answered_match_the_documented_schema(
