@@ -1,0 +1,97 @@
+"""HTTP clients of the upstream services, and their OpenAPI documents (fetched lazily,
+cached)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from servicekit.logging import get_logger
+
+from gateway.config import UpstreamSettings
+from gateway.domain.openapi import Document
+
+log = get_logger(__name__)
+
+
+def upstream_client(
+    settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """One pooled client per upstream, with that upstream's timeouts. Never follows
+    redirects (the client gets them) and ignores proxy settings of the environment."""
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout_seconds,
+        read=settings.read_timeout_seconds,
+        write=settings.read_timeout_seconds,
+        pool=settings.connect_timeout_seconds,
+    )
+    return httpx.AsyncClient(
+        base_url=settings.url.rstrip("/"),
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        follow_redirects=False,
+        trust_env=False,
+        transport=transport,
+    )
+
+
+@dataclass
+class _Cached:
+    document: Document
+    fetched_at: float
+
+
+class OpenApiDocuments:
+    """Each upstream's `/openapi.json`, fetched when first asked for and again after
+    `max_age_seconds`; a failed fetch keeps the last good copy (or leaves the service out
+    until it answers)."""
+
+    def __init__(
+        self,
+        clients: Mapping[str, httpx.AsyncClient],
+        paths: Mapping[str, str],
+        max_age_seconds: float,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clients = clients
+        self._paths = paths
+        self._max_age = max_age_seconds
+        self._now = now
+        self._cache: dict[str, _Cached] = {}
+        self._lock = asyncio.Lock()
+        self.version = 0  # grows whenever a document changed
+
+    async def documents(self) -> dict[str, Document]:
+        async with self._lock:
+            stale = [
+                name for name in self._clients
+                if name not in self._cache
+                or self._now() - self._cache[name].fetched_at >= self._max_age
+            ]  # fmt: skip
+            fetched = await asyncio.gather(*(self._fetch(name) for name in stale))
+            for name, document in zip(stale, fetched, strict=True):
+                if document is None:
+                    continue
+                previous = self._cache.get(name)
+                if previous is None or previous.document != document:
+                    self.version += 1
+                self._cache[name] = _Cached(document, self._now())
+            return {n: self._cache[n].document for n in self._clients if n in self._cache}
+
+    @property
+    def complete(self) -> bool:
+        return all(name in self._cache for name in self._clients)
+
+    async def _fetch(self, name: str) -> dict[str, Any] | None:
+        try:
+            response = await self._clients[name].get(self._paths[name])
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("openapi_unavailable", upstream=name, error=type(exc).__name__)
+            return None
+        return document if isinstance(document, dict) else None

@@ -1,0 +1,98 @@
+"""Settings of the gateway (PORTAL_* environment variables).
+
+The gateway has no database and no broker: of `ServiceSettings` it uses the HTTP address,
+the token audience/issuer, the JWKS (URL or inline) and logging. Maps are JSON in the
+environment, e.g. `PORTAL_UPSTREAMS='{"contracts": {"url": "http://10.0.0.5:8001"}}'`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from servicekit.settings import ServiceSettings
+
+
+class UpstreamSettings(BaseModel):
+    """One upstream service: where it answers and how long the gateway waits for it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(description="Base URL, e.g. http://127.0.0.1:8001")
+    connect_timeout_seconds: PositiveFloat = 2.0
+    # Until the response's headers (and between two chunks of its body) arrive.
+    read_timeout_seconds: PositiveFloat = 10.0
+    openapi_path: str = "/openapi.json"
+
+
+# Identity's routes that a customer calls before having a token (ID-1, ID-4, ID-5, ID-7)
+# and the key set every service verifies tokens with.
+PUBLIC_ROUTES = (
+    "POST /identity/registrations",
+    "POST /identity/login",
+    "POST /identity/login/sms",
+    "POST /identity/login/device-challenge",
+    "POST /identity/token/refresh",
+    "POST /identity/logout",
+    "POST /identity/recovery/username",
+    "POST /identity/recovery/password",
+    "POST /identity/recovery/password/reset",
+    "GET /.well-known/jwks.json",
+)
+
+# Never forwarded, whatever the route table says: upstream systems' and operators'
+# endpoints, metrics, AsyncAPI/OpenAPI documents and health checks of the services.
+BLOCKED_PREFIXES = (
+    "/internal",
+    "/metrics",
+    "/asyncapi",
+    "/health",
+    "/openapi.json",
+    "/docs",
+    "/redoc",
+)
+
+
+class GatewaySettings(ServiceSettings):
+    service_name: str = "gateway"
+    http_port: int = 8000
+    # upstream name -> where it answers
+    upstreams: dict[str, UpstreamSettings] = Field(
+        default_factory=lambda: {
+            "identity": UpstreamSettings(url="http://127.0.0.1:8004"),
+            "contracts": UpstreamSettings(url="http://127.0.0.1:8001"),
+            "loyalty": UpstreamSettings(url="http://127.0.0.1:8002"),
+        }
+    )
+    # path prefix (a whole segment: "/contracts" routes "/contracts" and "/contracts/...",
+    # never "/contractsX") -> upstream name; the path is forwarded unchanged.
+    routes: dict[str, str] = Field(
+        default_factory=lambda: {
+            "/identity": "identity",
+            "/.well-known/jwks.json": "identity",
+            "/contracts": "contracts",
+            "/loyalty": "loyalty",
+        }
+    )
+    # "METHOD /path" (exact path) reachable without an access token
+    public_routes: list[str] = Field(default_factory=lambda: list(PUBLIC_ROUTES))
+    blocked_prefixes: list[str] = Field(default_factory=lambda: list(BLOCKED_PREFIXES))
+    # The JWKS to verify tokens with; by default identity's, through its upstream URL.
+    jwks_url: str | None = None
+
+    # Rate limits (the `limits` library's notation, moving windows), shared by every
+    # gateway instance through Redis.
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    rate_limit_per_address: str = "600/minute"
+    rate_limit_per_account: str = "300/minute"
+    # Routes without a token (login, registration, recovery) cost attackers nothing else.
+    rate_limit_public_per_address: str = "60/minute"
+
+    max_request_bytes: PositiveInt = 1_048_576
+    # Requests from these peers may name the client in X-Forwarded-For (a load balancer
+    # in front of the gateway); everybody else is the client themself.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    openapi_cache_seconds: PositiveFloat = 60.0
+
+    def jwks_location(self) -> str:
+        if self.jwks_url:
+            return self.jwks_url
+        return self.upstreams["identity"].url.rstrip("/") + "/.well-known/jwks.json"

@@ -1,0 +1,114 @@
+"""What the gateway forwards and answers in headers (GW-1). Pure: no I/O.
+
+- Hop-by-hop headers (RFC 9110 section 7.6.1: Connection, the ones it names, Keep-Alive,
+  Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) end at the gateway in both directions.
+- `X-Forwarded-For` names the client as the gateway saw it: the TCP peer, or - when the
+  peer is a trusted proxy - the last address in its `X-Forwarded-For` that is not one of
+  the trusted proxies. Whatever else a client writes there is not believed.
+  `X-Forwarded-Proto`/`-Host` say how the client called; `Forwarded` and `X-Real-IP` from
+  clients are dropped.
+- `X-Request-ID` is kept when it is a plausible id (printable token, at most 128
+  characters), else replaced with a fresh one; the same id goes upstream and back.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+        "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+    }
+)  # fmt: skip
+# Set by the gateway alone: a client's own values are dropped.
+_GATEWAY_OWNED = frozenset(
+    {
+        "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip",
+        "x-request-id", "traceparent", "tracestate",
+    }
+)  # fmt: skip
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+Headers = Sequence[tuple[str, str]]
+
+
+def request_id(offered: str | None) -> str:
+    """The client's id when it looks like one, else a fresh UUID."""
+    if offered and _REQUEST_ID.match(offered):
+        return offered
+    return str(uuid.uuid4())
+
+
+def _connection_named(headers: Headers) -> set[str]:
+    named: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            named.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return named
+
+
+def end_to_end(headers: Headers) -> list[tuple[str, str]]:
+    """`headers` without the hop-by-hop ones."""
+    drop = HOP_BY_HOP | _connection_named(headers)
+    return [(name, value) for name, value in headers if name.lower() not in drop]
+
+
+def _trusted(address: str, proxies: Iterable[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for proxy in proxies:
+        try:
+            if ip in ipaddress.ip_network(proxy, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def client_address(
+    peer: str, forwarded_for: str | None, trusted_proxies: Sequence[str]
+) -> tuple[str, list[str]]:
+    """(the client's address, the X-Forwarded-For chain to send upstream)."""
+    if not trusted_proxies or not _trusted(peer, trusted_proxies):
+        return peer, [peer]
+    chain = [a.strip() for a in (forwarded_for or "").split(",") if a.strip()]
+    chain.append(peer)
+    for address in reversed(chain):
+        if not _trusted(address, trusted_proxies):
+            return address, chain
+    return chain[0], chain
+
+
+def upstream_request_headers(
+    headers: Headers,
+    *,
+    forwarded_for: Sequence[str],
+    proto: str,
+    host: str | None,
+    rid: str,
+    trace: dict[str, str],
+) -> list[tuple[str, str]]:
+    """The client's end-to-end headers (Host and Authorization included: services verify
+    tokens themselves) plus what the gateway says about the request."""
+    kept = [(n, v) for n, v in end_to_end(headers) if n.lower() not in _GATEWAY_OWNED]
+    kept.append(("x-forwarded-for", ", ".join(forwarded_for)))
+    kept.append(("x-forwarded-proto", proto))
+    if host:
+        kept.append(("x-forwarded-host", host))
+    kept.append(("x-request-id", rid))
+    kept.extend((name, value) for name, value in trace.items() if name in _GATEWAY_OWNED)
+    return kept
+
+
+def client_response_headers(headers: Headers, rid: str) -> list[tuple[str, str]]:
+    """An upstream's end-to-end response headers, with the request's id."""
+    kept = [(n, v) for n, v in end_to_end(headers) if n.lower() != "x-request-id"]
+    kept.append(("x-request-id", rid))
+    return kept
