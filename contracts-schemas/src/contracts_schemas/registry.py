@@ -80,6 +80,12 @@ REGISTRY: dict[str, Registration] = {
         documents.EmailInsteadOfLetterActivated,
         documents.EmailInsteadOfLetterDeactivated,
         documents.SecureMessageAnswered,
+        documents.SecureMessageSent,
+    ),
+    # Documents from output management and claims for the mailbox (DOC-1), keyed by
+    # policy number like every upstream message.
+    documents.DocumentIssuedUpstream.type_name(): Registration(
+        documents.DocumentIssuedUpstream, topics.UPSTREAM_DOCUMENTS, _by_policy_number
     ),
     **_on(
         topics.LOYALTY_ACCOUNT,

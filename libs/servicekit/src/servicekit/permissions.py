@@ -21,11 +21,13 @@ class Operation(StrEnum):
     JOBS = "jobs"  # operators start runs and scheduled jobs (loyalty runs)
     DELIVERIES = "deliveries"  # operators inspect notifier deliveries and statistics
     REPLAYS = "replays"  # operators replay failed deliveries or dead letters
+    DOCUMENTS = "documents"  # output management delivers mailbox documents (DOC-1)
 
 
 DEFAULT_SYSTEM_OPERATIONS: Mapping[str, tuple[Operation, ...]] = {
     "policy-admin": (Operation.POLICIES,),
     "collections": (Operation.PAYMENTS,),
+    "output-management": (Operation.DOCUMENTS,),
     "operators": (Operation.JOBS, Operation.DELIVERIES, Operation.REPLAYS),
 }
 

@@ -94,9 +94,15 @@ def test_by_default_each_upstream_system_owns_its_own_operations() -> None:
     assert ServiceSettings().system_operations == {
         "policy-admin": ["policies"],
         "collections": ["payments"],
+        "output-management": ["documents"],
         "operators": ["jobs", "deliveries", "replays"],
     }
-    assert set(DEFAULT_SYSTEM_OPERATIONS) == {"policy-admin", "collections", "operators"}
+    assert set(DEFAULT_SYSTEM_OPERATIONS) == {
+        "policy-admin",
+        "collections",
+        "output-management",
+        "operators",
+    }
 
 
 def test_an_unknown_operation_name_fails_when_declared_not_when_called() -> None:
