@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import httpx
 from servicekit.clock import Clock
@@ -50,9 +49,7 @@ class Service:
 
 
 def unit_of_work(conn: Connection, store: EventStore) -> LoyaltyUnitOfWork:
-    # The cast only because servicekit's PostgresUnitOfWork declares `events`/`inbox` with
-    # their concrete types, which mypy does not accept for the protocol's settable members.
-    return cast(LoyaltyUnitOfWork, PostgresLoyaltyUnitOfWork(conn, store))
+    return PostgresLoyaltyUnitOfWork(conn, store)
 
 
 async def build(settings: LoyaltySettings, clock: Clock | None = None) -> Service:

@@ -73,6 +73,13 @@ class Statements(Protocol):
 
 
 class LoyaltyUnitOfWork(UnitOfWork, Protocol):
-    facts: FactRepository
-    announcements: Announcements
-    statements: Statements
+    """Read-only members, like servicekit's, so implementations may narrow them."""
+
+    @property
+    def facts(self) -> FactRepository: ...
+
+    @property
+    def announcements(self) -> Announcements: ...
+
+    @property
+    def statements(self) -> Statements: ...

@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 import pytest
 from contracts_schemas import loyalty as events
-from loyalty.adapters.memory import InMemoryLoyaltyUnitOfWork
+from loyalty.adapters.memory import InMemoryLoyaltyUnitOfWork, transactions
 from loyalty.domain.config import LoyaltyConfig, Reward
 from loyalty.domain.decisions import (
     EnrolmentRefusalCode,
@@ -38,7 +38,6 @@ from loyalty.handlers import (
 from loyalty.jobs import RunKind, RunRefused, run_ledger_job, run_moment
 from loyalty.unit_of_work import account_stream
 from servicekit.clock import BERLIN, FixedClock
-from servicekit.memory import memory_transactions
 from servicekit.unit_of_work import ConcurrencyConflict, Conflict
 
 CONFIG = LoyaltyConfig(
@@ -274,7 +273,7 @@ async def test_ops3_a_run_goes_through_every_customer_in_chunks(
     seen: list[int] = []
 
     sent = await run_ledger_job(
-        memory_transactions(uow), loyalty, at(2026, 2, 1), progress=seen.append, chunk=2
+        transactions(uow), loyalty, at(2026, 2, 1), progress=seen.append, chunk=2
     )
 
     assert sent == 3

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from servicekit.memory import InMemoryEventLog, InMemoryUnitOfWork
+from servicekit.memory import InMemoryEventLog, InMemoryUnitOfWork, memory_transactions
+from servicekit.unit_of_work import Transactions
 
 from loyalty.domain.facts import CustomerFact, Fact
-from loyalty.unit_of_work import Account, account_stream
+from loyalty.unit_of_work import Account, LoyaltyUnitOfWork, account_stream
 
 
 class InMemoryFacts:
@@ -71,3 +72,9 @@ class InMemoryLoyaltyUnitOfWork(InMemoryUnitOfWork):
         self.facts = InMemoryFacts(self.events)
         self.announcements = InMemoryAnnouncements()
         self.statements = InMemoryStatements()
+
+
+def transactions(uow: InMemoryLoyaltyUnitOfWork | None = None) -> Transactions[LoyaltyUnitOfWork]:
+    """Transactions over one in-memory unit of work (rolled back when the work raises)."""
+    unit: LoyaltyUnitOfWork = uow if uow is not None else InMemoryLoyaltyUnitOfWork()
+    return memory_transactions(unit)

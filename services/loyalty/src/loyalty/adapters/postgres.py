@@ -15,13 +15,7 @@ from servicekit.postgres import PostgresUnitOfWork
 
 from loyalty.domain import facts as f
 from loyalty.domain.facts import CustomerFact, Fact
-from loyalty.unit_of_work import (
-    Account,
-    Announcements,
-    FactRepository,
-    Statements,
-    account_stream,
-)
+from loyalty.unit_of_work import Account, account_stream
 
 FACT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
@@ -175,6 +169,6 @@ class PostgresStatements:
 class PostgresLoyaltyUnitOfWork(PostgresUnitOfWork):
     def __init__(self, conn: Connection, store: EventStore) -> None:
         super().__init__(conn, store)
-        self.facts: FactRepository = PostgresFacts(conn)
-        self.announcements: Announcements = PostgresAnnouncements(conn)
-        self.statements: Statements = PostgresStatements(conn)
+        self.facts = PostgresFacts(conn)
+        self.announcements = PostgresAnnouncements(conn)
+        self.statements = PostgresStatements(conn)
