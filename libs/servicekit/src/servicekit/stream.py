@@ -12,11 +12,17 @@ handler `(messages, uow) -> None`; this module supplies the guarantees around it
   the offsets committed (FastStream's own ack policy is switched off: `MANUAL`);
 - anything else (the database or broker away) seeks back to the batch's first offsets
   and tries again after a pause, so nothing is skipped.
+
+FastStream's consume loop swallows whatever a handler or its parser raises and fetches
+the next batch, whose commit would then move past the failed one. So nothing may escape
+here: the batch parser decodes nothing (the inbox consumer decodes and dead-letters
+records itself), and every failure of a batch rewinds its partitions before returning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -26,13 +32,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import CloudEvent, InvalidMessage, decode, from_kafka
 from contracts_schemas.topics import dead_letter_topic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.message import ConsumerProtocol
+from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
+from faststream.kafka.testing import FakeProducer
 
 from servicekit.kafka import OutgoingRecord, ensure_topics
 from servicekit.logging import get_logger
@@ -46,6 +55,7 @@ log = get_logger(__name__)
 U = TypeVar("U", bound=UnitOfWork)
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 InboxHandler = Callable[[Sequence[Contract], U], Awaitable[None]]
+BatchParser = Callable[[tuple[Record, ...]], Awaitable[KafkaMessage]]
 
 # The broker accepts records up to its message.max.bytes (1 MiB by default); a dead letter
 # adds its reason headers to a record the broker accepted, so its body may no longer fit.
@@ -101,7 +111,7 @@ class InboxConsumer(Generic[U]):
         self._handler = handler
         self._transactions = transactions
         self._publish = publish
-        self._dead_letter_topic = dead_letter_topic
+        self.dead_letter_topic = dead_letter_topic
         self.applied = 0
         self.duplicates = 0
         self.dead_lettered = 0
@@ -157,7 +167,7 @@ class InboxConsumer(Generic[U]):
     async def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if not dead:
             return
-        topic = self._dead_letter_topic
+        topic = self.dead_letter_topic
         await self._publish([dead_letter_record(topic, self.name, d) for d in dead])
         self.dead_lettered += len(dead)
         CONSUMED.labels(self.name, "dead_lettered").inc(len(dead))
@@ -196,7 +206,11 @@ def _first_of_each(deliveries: Iterable[Delivery]) -> list[Delivery]:
 def dead_letter_record(topic: str, consumer: str, letter: DeadLetter) -> OutgoingRecord:
     record = letter.record
     value = record.value or b""
-    headers = [(k, bytes(v)) for k, v in record.headers or () if not k.startswith("x-dlq-")]
+    headers = [
+        (k, b"" if v is None else bytes(v))  # Kafka allows a header without a value
+        for k, v in record.headers or ()
+        if not k.startswith("x-dlq-")
+    ]
     headers += [
         ("x-dlq-reason", letter.reason.encode()),
         ("x-dlq-consumer", consumer.encode()),
@@ -249,7 +263,7 @@ class EventStream(Generic[U]):
                 self.topic(dead_letter_topic(group)),
             )  # fmt: skip
             names = [self.topic(t) for t in topics]
-            self._topics += names
+            self._topics += [*names, consumer.dead_letter_topic]
             self.consumers.append(consumer)
             subscriber = self.broker.subscriber(
                 *names,
@@ -264,6 +278,7 @@ class EventStream(Generic[U]):
                 max_partition_fetch_bytes=4 * 1024 * 1024,
                 session_timeout_ms=30_000,
                 heartbeat_interval_ms=3_000,
+                parser=_parse_batch,
                 decoder=_raw_records,
                 title=f"{group_id}:consume",
                 description=handler.__doc__,
@@ -282,13 +297,22 @@ class EventStream(Generic[U]):
 
     def producer(self) -> AIOKafkaProducer:
         """The broker's idempotent producer (acks=all). Records are sent as bytes with
-        their headers unchanged, which FastStream's text-header `publish` cannot do."""
-        fast_producer: Any = self.broker.config.producer
+        their headers unchanged, which FastStream's text-header `publish` cannot do.
+
+        Before `start` (the relay's loop may begin first) or after `close` this raises a
+        `KafkaError`, as an unreachable broker would: the relay backs off and tries again.
+        """
+        fast_producer = self.broker.config.producer
+        if not isinstance(fast_producer, AioKafkaFastProducerImpl) or not fast_producer:
+            raise KafkaConnectionError("the stream's broker is not connected")
         producer: AIOKafkaProducer = fast_producer._producer.producer
         return producer
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
         """Send in order on the one idempotent producer; return when all are acknowledged."""
+        if isinstance(self.broker.config.producer, FakeProducer):
+            await self._publish_in_memory(records)
+            return
         producer = self.producer()
         sent = [
             await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers)
@@ -296,15 +320,55 @@ class EventStream(Generic[U]):
         ]
         await asyncio.gather(*sent)
 
+    async def _publish_in_memory(self, records: Sequence[OutgoingRecord]) -> None:
+        """Under FastStream's `TestKafkaBroker` (unit tests): to its subscribers, with the
+        headers as text, the only kind its in-memory producer carries."""
+        for r in records:
+            headers = {k: v.decode("utf-8", "replace") for k, v in r.headers}
+            await self.broker.publish(r.value, r.topic, key=r.key.encode(), headers=headers)
+
 
 def instance_id(settings: ServiceSettings) -> str:
     """Stable across restarts of one instance, different between instances at once."""
     return settings.instance_id or socket.gethostname()
 
 
+async def _parse_batch(records: Sequence[Record], parse: BatchParser) -> KafkaMessage:
+    """FastStream's message for a batch, without FastStream reading the records.
+
+    FastStream's batch parser turns every header of every record into text: one header
+    that is not UTF-8, or has no value, raises, and FastStream then drops the whole batch
+    without a trace (nothing dead-lettered, the next commit moves past it). The inbox
+    consumer reads the records itself and dead-letters such a record with its reason, so
+    only the first record, without its headers, is parsed (which binds the message to
+    the consumer that commits and rewinds), and the message carries the batch as it came.
+    """
+    message = await parse((dataclasses.replace(records[0], headers=[]),))
+    message.raw_message = tuple(records)
+    return message
+
+
 async def _raw_records(message: KafkaMessage) -> Any:
     """The records are decoded by the inbox consumer itself, once."""
     return None
+
+
+def rewind(consumer: ConsumerProtocol, records: Sequence[Record]) -> None:
+    """Seek every partition of the batch back to its first record, to read it again.
+
+    A partition revoked meanwhile is left alone: its next owner starts from its last
+    commit. (FastStream's `nack` stops at the first such partition, and the partitions
+    after it would be committed past records that were never applied.)
+    """
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        first[partition] = min(record.offset, first.get(partition, record.offset))
+    for partition, offset in first.items():
+        try:
+            consumer.seek(partition, offset)
+        except IllegalStateError:
+            log.info("rewind_skipped_revoked", topic=partition.topic, partition=partition.partition)
 
 
 def _on_batch(consumer: InboxConsumer[Any]) -> Callable[[KafkaMessage], Awaitable[None]]:
@@ -321,10 +385,13 @@ def _on_batch(consumer: InboxConsumer[Any]) -> Callable[[KafkaMessage], Awaitabl
             failures += 1
             log.warning("batch_failed_retrying", consumer=consumer.name, error=repr(exc))
             await asyncio.sleep(pause)
-            await message.nack()
+            rewind(message.consumer, records)
             return
         failures = 0
         try:
+            # Commits the consumer's position on each of its partitions: what the fetches
+            # so far returned, and batches are applied one at a time, each failed one
+            # rewound - so exactly what was applied (or dead-lettered).
             await message.ack()
         except KafkaError as exc:
             # A rebalance or an unreachable coordinator: whoever reads these partitions next
