@@ -3,10 +3,12 @@ wired to them in-process."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from gateway.adapters.ratelimit import memory_storage
@@ -181,3 +184,52 @@ async def gateway_world(
             yield World(gateway, http, apps)
         finally:
             await gateway.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """`app` on a real socket (uvicorn, in this process); yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def slow_app(seconds: float) -> FastAPI:
+    """An upstream that takes `seconds` to answer."""
+    app = service_app("loyalty")
+
+    @app.get("/loyalty/statement")
+    async def statement() -> dict[str, str]:
+        await asyncio.sleep(seconds)
+        return {"late": "yes"}
+
+    return app
+
+
+def keys_app(jwks: Mapping[str, Any]) -> FastAPI:
+    """Identity's key set only (the harness' keys)."""
+    app = service_app("identity")
+
+    @app.get("/.well-known/jwks.json")
+    async def keys() -> Mapping[str, Any]:
+        return jwks
+
+    return app
