@@ -103,6 +103,11 @@ REGISTRY: dict[str, Registration] = {
         upstream.PolicyCancelledUpstream,
         upstream.PolicyholdersChangedUpstream,
     ),
+    # Commands of the claims-handling system, keyed by policy number like every upstream
+    # message (one claim belongs to one policy, so its commands stay in order).
+    claims.ClaimTransitionRequested.type_name(): Registration(
+        claims.ClaimTransitionRequested, topics.UPSTREAM_CLAIMS, _by_policy_number
+    ),
 }
 
 

@@ -16,6 +16,7 @@ DOCUMENTS_MAILBOX: Final = "portal.documents.mailbox.v1"
 LOYALTY_ACCOUNT: Final = "portal.loyalty.account.v1"
 UPSTREAM_CONTRACTS: Final = "upstream.contracts.v1"
 UPSTREAM_DOCUMENTS: Final = "upstream.documents.v1"
+UPSTREAM_CLAIMS: Final = "upstream.claims.v1"
 
 DEAD_LETTER_PREFIX: Final = "portal.dlq."
 

@@ -22,13 +22,15 @@ class Operation(StrEnum):
     DELIVERIES = "deliveries"  # operators inspect notifier deliveries and statistics
     REPLAYS = "replays"  # operators replay failed deliveries or dead letters
     DOCUMENTS = "documents"  # output management delivers mailbox documents (DOC-1)
+    CLAIMS = "claims"  # claims handling moves claims through their lifecycle (CL-4)
 
 
 DEFAULT_SYSTEM_OPERATIONS: Mapping[str, tuple[Operation, ...]] = {
     "policy-admin": (Operation.POLICIES,),
     "collections": (Operation.PAYMENTS,),
     "output-management": (Operation.DOCUMENTS,),
-    "operators": (Operation.JOBS, Operation.DELIVERIES, Operation.REPLAYS),
+    "operators": (Operation.JOBS, Operation.DELIVERIES, Operation.REPLAYS, Operation.CLAIMS),
+    "claims-handling": (Operation.CLAIMS,),
 }
 
 
