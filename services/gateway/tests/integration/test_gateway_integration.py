@@ -3,6 +3,7 @@ its rate limits in the launcher's Redis and upstreams on real sockets (GW-1)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from gateway_world import (
     slow_app,
     unsigned_token,
 )
+from servicekit.apitest import api_failures
 from servicekit.auth import basic_authorization, generate_signing_key, mint_token
 
 pytestmark = pytest.mark.integration
@@ -255,3 +257,40 @@ async def test_gw1_the_combined_openapi_has_the_real_services_customer_routes_on
     assert "ContractDetails" in schemas
     assert "PolicyIssuedUpstream" not in schemas
     assert document["paths"]["/contracts"]["get"]["security"] == [{"bearer": []}]
+
+
+async def test_gw1_schemathesis_finds_no_server_error_through_the_gateway(redis_url: str) -> None:
+    """Generated requests, valid and invalid, against the combined OpenAPI of the gateway
+    in front of the real contracts service: documented answers only, never a 5xx."""
+    async with (
+        contracts_service() as running,
+        serving(contracts_app(running.service)) as contracts_url,
+        serving(keys_app(JWKS)) as identity_url,
+    ):
+        upstreams = {"contracts": contracts_url, "identity": identity_url,
+                     "loyalty": contracts_url}  # fmt: skip
+        settings = GatewaySettings(
+            upstreams={n: UpstreamSettings(url=u) for n, u in upstreams.items()},
+            routes={"/contracts": "contracts", "/.well-known/jwks.json": "identity"},
+            redis_url=redis_url, topic_prefix=uuid.uuid4().hex + ".",
+            rate_limit_per_address="100000/minute", rate_limit_per_account="100000/minute",
+        )  # fmt: skip
+        running_gateway = build(settings)
+        try:
+            async with serving(create_app(running_gateway)) as gateway_url:
+                token = bearer(customer_token("gw-schemathesis"))
+                failures = await asyncio.to_thread(
+                    api_failures, gateway_url, auth=lambda method, path: token,
+                    max_examples=8, time_budget_seconds=90,
+                )  # fmt: skip
+        finally:
+            await running_gateway.close()
+    # Known upstream defect, not the gateway's: with FastAPI 0.165 included routers are
+    # `_IncludedRouter` entries, so servicekit.http's problem documentation misses their
+    # routes and their 422 stays documented as FastAPI's application/json although the
+    # services answer application/problem+json. Everything else must hold.
+    unexplained = [
+        f for f in failures
+        if not (f.title == "Undocumented Content-Type" and "answered 422" in f.message)
+    ]  # fmt: skip
+    assert not unexplained, "\n".join(str(f) for f in unexplained)
