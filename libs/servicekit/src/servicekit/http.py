@@ -243,7 +243,9 @@ def _dependency_calls(dependant: Dependant) -> Iterator[object]:
         yield from _dependency_calls(dependency)
 
 
-def _declare_problems(dependency: Any, *statuses: int) -> None:
+def declare_problems(dependency: Any, *statuses: int) -> None:
+    """Document `statuses` on every operation depending on `dependency`, e.g. a service's
+    own auth dependency: `declare_problems(caller, 401)`."""
     setattr(dependency, PROBLEM_STATUSES_ATTRIBUTE, statuses)
 
 
@@ -287,7 +289,7 @@ def requires(operation: Operation | str) -> Callable[[Request], Awaitable[str]]:
         return system
 
     permitted_caller.__name__ = f"requires_{needed.value}"
-    _declare_problems(permitted_caller, 401, 403)
+    declare_problems(permitted_caller, 401, 403)
     return permitted_caller
 
 
@@ -300,8 +302,8 @@ def system_permissions(app: FastAPI) -> SystemPermissions:
     return permissions
 
 
-_declare_problems(customer_principal, 401)
-_declare_problems(internal_caller, 401)
+declare_problems(customer_principal, 401)
+declare_problems(internal_caller, 401)
 
 CurrentCustomer = Annotated[Principal, Depends(customer_principal)]
 # To be replaced route by route with `Depends(requires(Operation.X))` (OWASP API5).
