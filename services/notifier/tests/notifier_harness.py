@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,22 +36,37 @@ from contracts_schemas.identity import (
     CustomerRegistered,
     LoginCodeRequested,
 )
-from notifier.bootstrap import Service, build, create_http_app
+from notifier.bootstrap import Service, build
 from notifier.config import NotifierSettings
 from notifier.domain.messages import ChannelKind, message_key, normalize_email
+from notifier.entrypoints.api import create_app
+from notifier.entrypoints.cli import prepare_to_serve
 from servicekit.auth import ServiceCredentials, basic_authorization
 from servicekit.clock import Clock
 from servicekit.db import drop_schema
 from servicekit.kafka import reliable_producer
 from servicekit.testing import publish, required_env, unique
 
+_JOINED = re.compile(r"Joined group '[^']+' \(generation (\d+)\)")
 OPERATOR_SECRET = "notifier-operator-secret"
+#: Other internal systems, known to the notifier but granted none of its operations.
+OTHER_SYSTEMS = {"policy-admin": "policy-admin-secret", "collections": "collections-secret"}
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
 
 
 def operator_headers() -> dict[str, str]:
     return {"Authorization": basic_authorization("operators", OPERATOR_SECRET)}
+
+
+def system_headers(system: str) -> dict[str, str]:
+    """Valid credentials of another internal system (policy-admin, collections)."""
+    return {"Authorization": basic_authorization(system, OTHER_SYSTEMS[system])}
+
+
+def service_credentials() -> dict[str, str]:
+    systems = {"operators": OPERATOR_SECRET, **OTHER_SYSTEMS}
+    return {system: ServiceCredentials.digest(secret) for system, secret in systems.items()}
 
 
 def platform() -> tuple[str, str]:
@@ -213,7 +229,7 @@ def settings_for(prefix: str, **overrides: Any) -> NotifierSettings:
         "kafka_bootstrap": bootstrap,
         "database_schema": prefix.rstrip(".").replace("-", "_"),
         "topic_prefix": prefix,
-        "service_credentials": {"operators": ServiceCredentials.digest(OPERATOR_SECRET)},
+        "service_credentials": service_credentials(),
         "smtp_host": "127.0.0.1",
         "smtp_security": "none",
         "smtp_from_address": "noreply@portal.example",
@@ -284,10 +300,10 @@ async def running_notifier(clock: Clock | None = None, **overrides: Any) -> Asyn
     """The notifier's loops and API in this process, on its own schema and topics."""
     prefix = unique("nt") + "."
     settings = settings_for(prefix, **overrides)
-    service = await build(settings, clock)
+    service = prepare_to_serve(await build(settings, clock))
     stop = asyncio.Event()
     loops = [asyncio.create_task(loop(stop)) for loop in service.loops()]
-    transport = httpx.ASGITransport(app=create_http_app(service))
+    transport = httpx.ASGITransport(app=create_app(service))
     try:
         async with (
             httpx.AsyncClient(transport=transport, base_url="http://notifier") as http,
@@ -320,6 +336,9 @@ class NotifierProcess:
 
     @classmethod
     def configured(cls, prefix: str, port: int, **settings: str) -> NotifierProcess:
+        """`PORTAL_INSTANCE_ID` is the process's name in its consumer group (static
+        membership): a restart of this process keeps it, so the group hands the restarted
+        process the partitions of the killed one at once."""
         dsn, bootstrap = platform()
         env = os.environ | {
             "PORTAL_DATABASE_URL": dsn,
@@ -327,9 +346,8 @@ class NotifierProcess:
             "PORTAL_DATABASE_SCHEMA": prefix.rstrip(".").replace("-", "_"),
             "PORTAL_TOPIC_PREFIX": prefix,
             "PORTAL_HTTP_PORT": str(port),
-            "PORTAL_SERVICE_CREDENTIALS": json.dumps(
-                {"operators": ServiceCredentials.digest(OPERATOR_SECRET)}
-            ),
+            "PORTAL_SERVICE_CREDENTIALS": json.dumps(service_credentials()),
+            "PORTAL_INSTANCE_ID": f"{prefix}notifier-1",
             "PORTAL_LOG_LEVEL": "INFO",
         }
         env |= {f"PORTAL_{name.upper()}": value for name, value in settings.items()}
@@ -380,6 +398,12 @@ class NotifierProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+
+    def group_generations(self) -> list[int]:
+        """The consumer group generation each start of the process joined (aiokafka's
+        "Joined group ... (generation N)" log line, in order). A rebalance raises the
+        generation; a static member taking its own place back does not."""
+        return [int(n) for n in _JOINED.findall(self.log_path.read_text(errors="replace"))]
 
     def tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]

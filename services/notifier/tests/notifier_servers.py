@@ -51,12 +51,18 @@ class RecordingHandler:
         self.logins: list[tuple[str, str]] = []
         self.rcpt_delay = rcpt_delay
         self.arrived = asyncio.Event()
+        #: Sends that are in their SMTP transaction right now (inside a delayed RCPT).
+        self.mid_transaction = 0
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if self.rcpt_delay:
-            await asyncio.sleep(self.rcpt_delay)
+            self.mid_transaction += 1
+            try:
+                await asyncio.sleep(self.rcpt_delay)
+            finally:
+                self.mid_transaction -= 1
         if address.startswith("unknown@"):
             return "550 5.1.1 Recipient address rejected: User unknown"
         if address.startswith("busy@"):

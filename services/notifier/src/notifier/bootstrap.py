@@ -1,61 +1,56 @@
-"""The one place where the notifier's adapters are wired to its handlers."""
+"""The one place where the notifier's adapters are wired to its handlers.
+
+It builds the runtime, the transactions over `PostgresNotifierUnitOfWork`, the event
+stream and the two halves of the handlers; it never imports an entrypoint. The CLI's
+`serve` subscribes the intake to the stream (`entrypoints/stream.py`), adds the delivery
+worker (`entrypoints/worker.py`) and serves the operator API (`entrypoints/api.py`).
+"""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from contracts_schemas import topics
-from fastapi import FastAPI
 from servicekit.clock import Clock
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
+from servicekit.stream import EventStream
+from servicekit.unit_of_work import Transactions
 
 from notifier.adapters.channel import Channel, ChannelRouter
 from notifier.adapters.email_smtp import SmtpEmailChannel
+from notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from notifier.adapters.print_queue import DirectoryPrintQueue, LetterChannel
 from notifier.adapters.render import Renderer
 from notifier.adapters.sms_http import VonageSmsChannel
 from notifier.config import NotifierSettings
 from notifier.domain.messages import ChannelKind
 from notifier.domain.ratelimit import DEFAULT_RATE_LIMITS
-from notifier.handlers import Notifier, Worker
+from notifier.handlers.dispatch import Dispatch
+from notifier.handlers.intake import Intake
+from notifier.unit_of_work import NotifierUnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
-EVENTS_GROUP = "notifier.events"
-INPUT_TOPICS = (
-    topics.IDENTITY_CUSTOMER,
-    topics.IDENTITY_CODES,
-    topics.CLAIMS_CLAIM,
-    topics.DOCUMENTS_MAILBOX,
-    topics.LOYALTY_ACCOUNT,
-)
 
 
 @dataclass
 class Service:
     runtime: Runtime
-    notifier: Notifier
     settings: NotifierSettings
+    transactions: Transactions[NotifierUnitOfWork]
+    stream: EventStream[NotifierUnitOfWork]
+    intake: Intake
+    dispatch: Dispatch
     http: httpx.AsyncClient
+    #: Loops the entrypoints add (the delivery worker).
+    workers: list[Loop] = field(default_factory=list)
 
     def loops(self) -> list[Loop]:
-        """The consumer and the delivery worker. No outbox relay: the notifier publishes
-        no events (its consumer's dead letters go straight to the dead-letter topic)."""
-        loops = [self.runtime.consumer_loop(EVENTS_GROUP, INPUT_TOPICS, self.notifier.consume)]
-        if self.settings.run_worker:
-            loops.append(self.worker().run)
-        return loops
-
-    def worker(self) -> Worker:
-        return Worker(
-            self.notifier,
-            self.runtime.pool,
-            concurrency=self.settings.worker_concurrency,
-            poll_seconds=self.settings.worker_poll_seconds,
-        )
+        """The stream's subscribers and the workers. No outbox relay: the notifier
+        publishes no events (its consumer's dead letters go through the stream)."""
+        return [self.runtime.stream_loop(self.stream), *self.workers]
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -67,13 +62,13 @@ def channels(settings: NotifierSettings, http: httpx.AsyncClient, clock: Clock) 
     configured: dict[ChannelKind, Channel] = {}
     smtp = settings.smtp()
     if smtp is not None:
-        configured[ChannelKind.EMAIL] = SmtpEmailChannel(smtp, clock=clock.now)
+        configured[ChannelKind.EMAIL] = SmtpEmailChannel(smtp, clock=clock)
     sms = settings.sms()
     if sms is not None:
-        configured[ChannelKind.SMS] = VonageSmsChannel(http, sms, clock=clock.now)
+        configured[ChannelKind.SMS] = VonageSmsChannel(http, sms, clock=clock)
     if settings.print_queue_dir is not None:
         queue = DirectoryPrintQueue(settings.print_queue_dir)
-        configured[ChannelKind.LETTER] = LetterChannel(queue, settings.letters(), clock=clock.now)
+        configured[ChannelKind.LETTER] = LetterChannel(queue, settings.letters(), clock=clock)
     return ChannelRouter(configured)
 
 
@@ -82,22 +77,18 @@ async def build(
 ) -> Service:
     """`channel` replaces the configured channels (benchmarks, tests of the wiring)."""
     runtime = await Runtime.start(settings, MIGRATIONS, clock)
+    transactions: Transactions[NotifierUnitOfWork] = runtime.transactions(
+        PostgresNotifierUnitOfWork
+    )
     http = httpx.AsyncClient()
-    notifier = Notifier(
+    intake = Intake(clock=runtime.clock, renderer=Renderer(settings.rendering()))
+    dispatch = Dispatch(
         clock=runtime.clock,
-        renderer=Renderer(settings.rendering()),
         channels=channel or channels(settings, http, runtime.clock),
         policy=settings.retry_policy(),
         limits=DEFAULT_RATE_LIMITS if settings.rate_limits_enabled else None,
         # Backoff jitter, not security: a seeded PRNG is what the domain expects.
         random=random.Random().random,  # noqa: S311
     )
-    return Service(runtime, notifier, settings, http)
-
-
-def create_http_app(service: Service) -> FastAPI:
-    from notifier.entrypoints.api import register
-
-    # Operators only (service credentials): the notifier has no customer-facing API, so it
-    # needs no token verifier (and no PORTAL_JWKS).
-    return service.runtime.http_app(service, register)
+    stream = runtime.stream(transactions)
+    return Service(runtime, settings, transactions, stream, intake, dispatch, http)

@@ -12,6 +12,7 @@ from notifier.adapters.email_smtp import SmtpEmailChannel, SmtpSecurity, SmtpSet
 from notifier.domain.contacts import apply
 from notifier.domain.delivery import DeliveryStatus, begin_attempt, queued, record_sent
 from notifier.domain.plan import plan_messages, withheld_values
+from servicekit.clock import FixedClock
 
 
 def parse(envelope) -> EmailMessage:
@@ -40,7 +41,7 @@ async def test_cl4_claim_status_change_arrives_as_exactly_one_german_email(
     (message,) = plan_messages(event, view)
     assert plan_messages(event, view) == [message]  # NT-4: replanning yields the same message
     rendered = renderer.render(message, withheld=withheld_values(event))
-    channel = SmtpEmailChannel(settings_for(smtp_server.port), clock=lambda: ev.now)
+    channel = SmtpEmailChannel(settings_for(smtp_server.port), clock=FixedClock(ev.now))
 
     delivery = begin_attempt(queued(message, ev.now), ev.now)
     reference = await channel.send(message, rendered)
@@ -69,7 +70,7 @@ async def test_nt4_a_resend_carries_the_same_message_id_so_it_is_recognisable(
 ):
     (message,) = plan_messages(ev.claim_status(), apply(None, ev.registered()))
     rendered = renderer.render(message)
-    channel = SmtpEmailChannel(settings_for(smtp_server.port), clock=lambda: ev.now)
+    channel = SmtpEmailChannel(settings_for(smtp_server.port), clock=FixedClock(ev.now))
 
     first = await channel.send(message, rendered)
     second = await channel.send(message, rendered)
@@ -81,7 +82,7 @@ async def test_nt4_a_resend_carries_the_same_message_id_so_it_is_recognisable(
 async def test_nt4_a_5xx_refused_recipient_is_a_permanent_failure(smtp_server, ev, renderer):
     view = apply(None, ev.registered(email="unknown@example.org"))
     (message,) = plan_messages(ev.claim_status(), view)
-    channel = SmtpEmailChannel(settings_for(smtp_server.port), clock=lambda: ev.now)
+    channel = SmtpEmailChannel(settings_for(smtp_server.port), clock=FixedClock(ev.now))
 
     with pytest.raises(PermanentSendError, match="550"):
         await channel.send(message, renderer.render(message))
@@ -91,7 +92,7 @@ async def test_nt4_a_5xx_refused_recipient_is_a_permanent_failure(smtp_server, e
 async def test_nt4_a_4xx_refused_recipient_is_retryable(smtp_server, ev, renderer):
     view = apply(None, ev.registered(email="busy@example.org"))
     (message,) = plan_messages(ev.claim_status(), view)
-    channel = SmtpEmailChannel(settings_for(smtp_server.port), clock=lambda: ev.now)
+    channel = SmtpEmailChannel(settings_for(smtp_server.port), clock=FixedClock(ev.now))
 
     with pytest.raises(RetryableSendError, match="450"):
         await channel.send(message, renderer.render(message))
@@ -100,7 +101,7 @@ async def test_nt4_a_4xx_refused_recipient_is_retryable(smtp_server, ev, rendere
 async def test_nt4_an_unreachable_smtp_server_is_retryable(ev, renderer, closed_port):
     port = closed_port
     (message,) = plan_messages(ev.claim_status(), apply(None, ev.registered()))
-    channel = SmtpEmailChannel(settings_for(port, timeout=2.0), clock=lambda: ev.now)
+    channel = SmtpEmailChannel(settings_for(port, timeout=2.0), clock=FixedClock(ev.now))
 
     with pytest.raises(RetryableSendError, match="smtp transport"):
         await channel.send(message, renderer.render(message))
@@ -119,7 +120,7 @@ async def test_nt1_starttls_with_auth_delivers_over_an_encrypted_authenticated_s
         password="s3cret-Passw0rd",
         cert_bundle=str(certificates.cert),
     )
-    channel = SmtpEmailChannel(settings, clock=lambda: ev.now)
+    channel = SmtpEmailChannel(settings, clock=FixedClock(ev.now))
 
     await channel.send(message, renderer.render(message))
 
@@ -141,7 +142,7 @@ async def test_nt1_wrong_smtp_credentials_are_retryable_not_the_messages_fault(
         cert_bundle=str(certificates.cert),
     )
     with pytest.raises(RetryableSendError, match="535"):
-        await SmtpEmailChannel(settings, clock=lambda: ev.now).send(
+        await SmtpEmailChannel(settings, clock=FixedClock(ev.now)).send(
             message, renderer.render(message)
         )
     assert smtp.handler.envelopes == []
@@ -154,13 +155,13 @@ async def test_nt1_implicit_tls_delivers_and_validates_the_servers_certificate(
     (message,) = plan_messages(ev.claim_status(), apply(None, ev.registered()))
     settings = settings_for(smtp.port, host="localhost", security=SmtpSecurity.TLS)
     trusted = SmtpEmailChannel(
-        settings, tls_context=certificates.client_context(), clock=lambda: ev.now
+        settings, tls_context=certificates.client_context(), clock=FixedClock(ev.now)
     )
 
     await trusted.send(message, renderer.render(message))
     assert len(smtp.handler.envelopes) == 1
 
-    untrusted = SmtpEmailChannel(settings, clock=lambda: ev.now)  # system CAs only
+    untrusted = SmtpEmailChannel(settings, clock=FixedClock(ev.now))  # system CAs only
     with pytest.raises(RetryableSendError):
         await untrusted.send(message, renderer.render(message))
     assert len(smtp.handler.envelopes) == 1

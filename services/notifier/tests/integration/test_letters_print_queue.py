@@ -16,6 +16,7 @@ from notifier.domain.contacts import apply
 from notifier.domain.messages import RenderedMessage
 from notifier.domain.plan import plan_messages, withheld_values
 from pypdf import PdfReader
+from servicekit.clock import FixedClock
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ def test_nt1_a_long_letter_flows_onto_a_second_page(ev):
 async def test_nt1_print_queue_writes_the_pdf_and_a_manifest_atomically(tmp_path, ev, activation):
     message, rendered = activation
     queue_dir = tmp_path / "print-queue"
-    channel = LetterChannel(DirectoryPrintQueue(queue_dir), clock=lambda: ev.now)
+    channel = LetterChannel(DirectoryPrintQueue(queue_dir), clock=FixedClock(ev.now))
 
     reference = await channel.send(message, rendered)
 
@@ -132,7 +133,7 @@ async def test_nt4_resubmitting_the_same_letter_is_recognised_and_not_rewritten(
 ):
     message, rendered = activation
     queue = DirectoryPrintQueue(tmp_path)
-    channel = LetterChannel(queue, clock=lambda: ev.now)
+    channel = LetterChannel(queue, clock=FixedClock(ev.now))
     first = await channel.send(message, rendered)
     manifest_path = tmp_path / f"{message.message_key}.json"
     before = manifest_path.stat().st_mtime_ns
@@ -148,7 +149,7 @@ async def test_nt4_an_activation_letter_past_its_latest_print_date_is_not_queued
     tmp_path, ev, activation
 ):
     message, rendered = activation
-    channel = LetterChannel(DirectoryPrintQueue(tmp_path), clock=lambda: message.not_after)
+    channel = LetterChannel(DirectoryPrintQueue(tmp_path), clock=FixedClock(message.not_after))
 
     with pytest.raises(MessageExpiredError):
         await channel.send(message, rendered)
@@ -162,6 +163,6 @@ async def test_nt1_a_letter_without_a_postal_address_is_a_permanent_failure(
     no_address = message.model_copy(update={"postal_address": None})
 
     with pytest.raises(PermanentSendError, match="postal address"):
-        await LetterChannel(DirectoryPrintQueue(tmp_path), clock=lambda: ev.now).send(
+        await LetterChannel(DirectoryPrintQueue(tmp_path), clock=FixedClock(ev.now)).send(
             no_address, rendered
         )

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 from contracts_schemas.claims import ClaimStatus
-from contracts_schemas.cloudevents import encode
 from contracts_schemas.common import NotificationChannel
 from notifier.domain.messages import ChannelKind, message_key, normalize_msisdn
-from notifier.domain.plan import BERLIN
 from notifier_harness import Customer, now, operator_headers, running_notifier, until
 from notifier_servers import plain_text, running_sms_provider, running_smtp
-from servicekit.consumer import Delivery as Received
+from servicekit.clock import BERLIN
 
 pytestmark = pytest.mark.integration
 
@@ -200,11 +198,9 @@ async def test_nt4_consuming_the_same_event_twice_plans_one_message() -> None:
         await notifier.publish(erika.registered())
         await notifier.contact_known(erika.customer_id)
         changed = erika.claim_status()
-        received = [Received(changed, encode(changed, "/test"), None)]  # type: ignore[arg-type]
-        pool = notifier.service.runtime.pool
-        for _ in range(2):
-            async with pool.acquire() as conn, conn.transaction():
-                await notifier.service.notifier.consume(conn, received)
+        service = notifier.service
+        for _ in range(2):  # straight into the intake, past the inbox
+            await service.transactions.run(lambda uow: service.intake.handle([changed], uow))
 
         (delivery,) = await notifier.settled(erika.customer_id)
         details = await notifier.delivery(delivery["message_key"])

@@ -20,6 +20,7 @@ from notifier.domain.delivery import (
     record_sent,
 )
 from notifier.domain.plan import plan_messages, withheld_values
+from servicekit.clock import FixedClock
 
 
 def settings_for(base_url: str, **overrides) -> VonageSmsSettings:
@@ -50,8 +51,9 @@ async def test_nt4_two_provider_500s_are_retried_with_backoff_until_the_sms_is_a
     now = ev.now
     delivery = queued(message, now)
 
+    clock = FixedClock(now)
     async with httpx.AsyncClient() as client:
-        channel = VonageSmsChannel(client, settings_for(sms_provider.base_url), clock=lambda: now)
+        channel = VonageSmsChannel(client, settings_for(sms_provider.base_url), clock=clock)
         errors: list[RetryableSendError] = []
         while delivery.status is not DeliveryStatus.SENT:
             delivery = begin_attempt(delivery, now, policy)
@@ -67,6 +69,7 @@ async def test_nt4_two_provider_500s_are_retried_with_backoff_until_the_sms_is_a
                     delivery.attempts - 1
                 )
                 now = delivery.next_attempt_at
+                clock.set(now)
             else:
                 delivery = record_sent(delivery, reference, now)
 
@@ -86,7 +89,7 @@ async def test_nt1_the_request_has_the_shape_of_the_vonage_messages_api(
 
     async with httpx.AsyncClient() as client:
         channel = VonageSmsChannel(
-            client, settings_for(sms_provider.base_url), clock=lambda: ev.now
+            client, settings_for(sms_provider.base_url), clock=FixedClock(ev.now)
         )
         await channel.send(message, rendered)
 
@@ -118,7 +121,7 @@ async def test_nt4_provider_throttling_is_retryable_with_its_retry_after(
 
     async with httpx.AsyncClient() as client:
         channel = VonageSmsChannel(
-            client, settings_for(sms_provider.base_url), clock=lambda: ev.now
+            client, settings_for(sms_provider.base_url), clock=FixedClock(ev.now)
         )
         with pytest.raises(RetryableSendError) as raised:
             await channel.send(message, rendered)
@@ -138,7 +141,7 @@ async def test_nt4_an_invalid_number_rejected_with_422_is_permanent(sms_provider
 
     async with httpx.AsyncClient() as client:
         channel = VonageSmsChannel(
-            client, settings_for(sms_provider.base_url), clock=lambda: ev.now
+            client, settings_for(sms_provider.base_url), clock=FixedClock(ev.now)
         )
         with pytest.raises(PermanentSendError, match="422: Invalid params"):
             await channel.send(message, rendered)
@@ -152,7 +155,7 @@ async def test_nt4_a_provider_that_does_not_answer_in_time_is_retryable(
 
     async with httpx.AsyncClient() as client:
         channel = VonageSmsChannel(
-            client, settings_for(sms_provider.base_url, timeout=0.2), clock=lambda: ev.now
+            client, settings_for(sms_provider.base_url, timeout=0.2), clock=FixedClock(ev.now)
         )
         with pytest.raises(RetryableSendError, match="timeout"):
             await channel.send(message, rendered)
@@ -163,7 +166,7 @@ async def test_nt4_an_unreachable_provider_is_retryable(closed_port, ev, login_c
 
     async with httpx.AsyncClient() as client:
         channel = VonageSmsChannel(
-            client, settings_for(f"http://127.0.0.1:{closed_port}"), clock=lambda: ev.now
+            client, settings_for(f"http://127.0.0.1:{closed_port}"), clock=FixedClock(ev.now)
         )
         with pytest.raises(RetryableSendError, match="transport"):
             await channel.send(message, rendered)

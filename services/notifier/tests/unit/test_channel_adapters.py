@@ -28,6 +28,7 @@ from notifier.adapters.sms_http import (
 )
 from notifier.domain.messages import ChannelKind
 from notifier.domain.plan import plan_messages
+from servicekit.clock import FixedClock
 
 SMS_SETTINGS = VonageSmsSettings(
     api_key="key123", api_secret="secret456", base_url="https://sms.test", sender="Allianz"
@@ -52,7 +53,7 @@ def channel_answering(ev, *responses: httpx.Response | Exception):
         return answer
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return VonageSmsChannel(client, SMS_SETTINGS, clock=lambda: ev.now), requests, client
+    return VonageSmsChannel(client, SMS_SETTINGS, clock=FixedClock(ev.now)), requests, client
 
 
 # ------------------------------------------------------------------------------ SMS
@@ -153,7 +154,7 @@ async def test_nt4_sms_transport_errors_and_timeouts_are_retryable(ev, login_sms
 async def test_nt4_an_expired_code_is_refused_by_the_sms_channel_without_a_request(ev, login_sms):
     message, rendered = login_sms
     _, requests, client = channel_answering(ev)
-    late = VonageSmsChannel(client, SMS_SETTINGS, clock=lambda: message.not_after)
+    late = VonageSmsChannel(client, SMS_SETTINGS, clock=FixedClock(message.not_after))
     async with client:
         with pytest.raises(MessageExpiredError):
             await late.send(message, rendered)

@@ -19,6 +19,7 @@ from notifier.domain.contacts import apply
 from notifier.domain.guard import SensitiveContentError, ensure_clean, scan
 from notifier.domain.messages import ChannelKind, RenderedMessage
 from notifier.domain.plan import plan_messages, withheld_values
+from servicekit.clock import FixedClock
 
 DIAGNOSIS = "Diagnose: F32.1 Depression"
 IBAN = "DE89 3704 0044 0532 0130 00"
@@ -260,7 +261,7 @@ async def test_nt5_the_smtp_channel_refuses_a_leaking_text_before_connecting(ev)
     # Port 9 (discard) on a TEST-NET address: any connection attempt would fail differently.
     channel = SmtpEmailChannel(
         SmtpSettings(host="192.0.2.1", port=9, from_address="noreply@example.org"),
-        clock=lambda: ev.now,
+        clock=FixedClock(ev.now),
     )
 
     with pytest.raises(SensitiveContentError):
@@ -278,7 +279,7 @@ async def test_nt5_the_sms_channel_refuses_a_leaking_text_before_any_request(ev)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         channel = VonageSmsChannel(
-            client, VonageSmsSettings(api_key="k", api_secret="s"), clock=lambda: ev.now
+            client, VonageSmsSettings(api_key="k", api_secret="s"), clock=FixedClock(ev.now)
         )
         with pytest.raises(SensitiveContentError):
             await channel.send(message, rendered)

@@ -16,7 +16,8 @@ from contracts_schemas.documents import (
 from contracts_schemas.loyalty import PointsCredited
 from notifier.domain.contacts import ContactView, apply
 from notifier.domain.messages import ChannelKind, MessageKind, OutgoingMessage, message_key
-from notifier.domain.plan import BERLIN, plan_messages, withheld_values
+from notifier.domain.plan import plan_messages, withheld_values
+from servicekit.clock import BERLIN
 
 
 def only(messages: list[OutgoingMessage]) -> OutgoingMessage:

@@ -19,15 +19,15 @@ Error classification (see `channel.py`):
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from enum import StrEnum
 
 import aiosmtplib
 import structlog
+from servicekit.clock import Clock, SystemClock
 
 from notifier.adapters.channel import PermanentSendError, RetryableSendError, refuse_if_expired
 from notifier.adapters.render import guard_rendered
@@ -92,10 +92,6 @@ def build_email(
     return email
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class SmtpEmailChannel:
     """`Channel` for e-mail."""
 
@@ -104,14 +100,14 @@ class SmtpEmailChannel:
         settings: SmtpSettings,
         *,
         tls_context: ssl.SSLContext | None = None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self._tls_context = tls_context
-        self._clock = clock
+        self._clock = clock or SystemClock()
 
     async def send(self, message: OutgoingMessage, rendered: RenderedMessage) -> str:
-        now = self._clock()
+        now = self._clock.now()
         refuse_if_expired(message, now)
         guard_rendered(rendered)  # NT-5, defence in depth at the last moment
         email = build_email(message, rendered, self.settings, date=now)

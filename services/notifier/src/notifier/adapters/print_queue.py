@@ -30,20 +30,19 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 from uuid import uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
+from servicekit.clock import Clock, SystemClock, berlin_date
 
 from notifier.adapters.channel import PermanentSendError, RetryableSendError, refuse_if_expired
 from notifier.adapters.letters import LetterSettings, address_lines, render_letter_pdf
 from notifier.adapters.render import guard_rendered
 from notifier.domain.messages import ChannelKind, OutgoingMessage, RenderedMessage
-from notifier.domain.plan import BERLIN
 
 MANIFEST_SCHEMA = "notifier.print-job.v1"
 
@@ -139,10 +138,6 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class LetterChannel:
     """`Channel` for letters: renders the DIN 5008 PDF and submits it to a `PrintQueue`."""
 
@@ -151,14 +146,14 @@ class LetterChannel:
         queue: PrintQueue,
         settings: LetterSettings | None = None,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock | None = None,
     ) -> None:
         self._queue = queue
         self.settings = settings or LetterSettings()
-        self._clock = clock
+        self._clock = clock or SystemClock()
 
     async def send(self, message: OutgoingMessage, rendered: RenderedMessage) -> str:
-        now = self._clock()
+        now = self._clock.now()
         refuse_if_expired(message, now)
         if message.channel is not ChannelKind.LETTER or message.postal_address is None:
             raise PermanentSendError("letter without a postal address")
@@ -167,7 +162,7 @@ class LetterChannel:
         pdf = render_letter_pdf(
             rendered,
             address,
-            message.occurred_at.astimezone(BERLIN).date(),
+            berlin_date(message.occurred_at),
             reference=message.message_key[:8],
             settings=self.settings,
         )

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from jinja2 import (
     BaseLoader,
@@ -31,11 +30,10 @@ from jinja2 import (
     nodes,
     select_autoescape,
 )
+from servicekit.clock import BERLIN, berlin_date
 
 from notifier.domain.guard import ensure_clean
 from notifier.domain.messages import ChannelKind, OutgoingMessage, RenderedMessage
-
-BERLIN = ZoneInfo("Europe/Berlin")
 
 CLAIM_STATUS_LABELS: Mapping[str, str] = {
     "reported": "Eingegangen",
@@ -83,7 +81,7 @@ def _as_date(value: date | datetime | str) -> date:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime in a template context")
-        return value.astimezone(BERLIN).date()
+        return berlin_date(value)
     return value
 
 

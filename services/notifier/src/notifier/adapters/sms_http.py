@@ -40,7 +40,6 @@ problem instead of dead-lettering).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -48,6 +47,7 @@ from typing import Any, Literal
 
 import httpx
 import structlog
+from servicekit.clock import Clock, SystemClock
 
 from notifier.adapters.channel import PermanentSendError, RetryableSendError, refuse_if_expired
 from notifier.adapters.render import guard_rendered
@@ -102,10 +102,6 @@ class VonageSmsSettings:
     retryable_statuses: frozenset[int] = frozenset({408, 425, 429})
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def build_request_body(
     message: OutgoingMessage, rendered: RenderedMessage, settings: VonageSmsSettings, now: datetime
 ) -> dict[str, Any]:
@@ -140,14 +136,14 @@ class VonageSmsChannel:
         client: httpx.AsyncClient,
         settings: VonageSmsSettings,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock | None = None,
     ) -> None:
         self._client = client
         self.settings = settings
-        self._clock = clock
+        self._clock = clock or SystemClock()
 
     async def send(self, message: OutgoingMessage, rendered: RenderedMessage) -> str:
-        now = self._clock()
+        now = self._clock.now()
         refuse_if_expired(message, now)
         guard_rendered(rendered)  # NT-5, defence in depth at the last moment
         s = self.settings

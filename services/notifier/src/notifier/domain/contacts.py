@@ -22,6 +22,7 @@ Robustness of the fold:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeAlias, assert_never, get_args
 
 from contracts_schemas.claims import ClaimNotificationChannelChosen, ClaimReported
 from contracts_schemas.common import NotificationChannel, PostalAddress
@@ -37,7 +38,7 @@ from contracts_schemas.identity import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-ContactEvent = (
+ContactEvent: TypeAlias = (
     CustomerRegistered
     | ContactDetailsChanged
     | AddressChanged
@@ -47,18 +48,12 @@ ContactEvent = (
     | EmailInsteadOfLetterActivated
     | EmailInsteadOfLetterDeactivated
 )
-
-#: The event types `apply` folds (for subscription and dispatch).
-CONTACT_EVENT_TYPES: tuple[type[ContactEvent], ...] = (
-    CustomerRegistered,
-    ContactDetailsChanged,
-    AddressChanged,
-    AccountCancelled,
-    ClaimReported,
-    ClaimNotificationChannelChosen,
-    EmailInsteadOfLetterActivated,
-    EmailInsteadOfLetterDeactivated,
+IdentityEvent: TypeAlias = (
+    CustomerRegistered | ContactDetailsChanged | AddressChanged | AccountCancelled
 )
+
+#: The event types `apply` folds (for subscription and dispatch), read off the union.
+CONTACT_EVENT_TYPES: tuple[type[ContactEvent], ...] = get_args(ContactEvent)
 
 
 class ClaimChannelChoice(BaseModel):
@@ -114,45 +109,57 @@ def apply(view: ContactView | None, event: ContactEvent) -> ContactView:
     elif view.customer_id != customer_id:
         raise ValueError("event concerns another customer than the view")
 
-    if isinstance(event, ClaimReported | ClaimNotificationChannelChosen):
-        return _apply_claim_choice(view, event)
-    if isinstance(event, EmailInsteadOfLetterActivated | EmailInsteadOfLetterDeactivated):
-        return _apply_preference(view, event)
+    match event:
+        case ClaimReported() | ClaimNotificationChannelChosen():
+            return _apply_claim_choice(view, event)
+        case EmailInsteadOfLetterActivated() | EmailInsteadOfLetterDeactivated():
+            return _apply_preference(view, event)
+        case CustomerRegistered() | ContactDetailsChanged() | AddressChanged() | AccountCancelled():
+            return _apply_identity(view, event)
+        case _:
+            assert_never(event)
+
+
+def _apply_identity(view: ContactView, event: IdentityEvent) -> ContactView:
     if _is_stale_identity_event(view, event):
         return view
     marker = {"identity_stream": event.aggregate_id, "identity_version": event.aggregate_version}
-    if isinstance(event, CustomerRegistered):
-        return view.model_copy(
-            update={
-                **marker,
-                "first_name": event.first_name,
-                "last_name": event.last_name,
-                "email": event.email,
-                "mobile": event.mobile,
-                "address": event.address,
-                "cancelled": False,
-            }
-        )
-    if isinstance(event, ContactDetailsChanged):
-        changes: dict[str, object] = dict(marker)
-        if event.email is not None:
-            changes["email"] = event.email
-        if event.mobile is not None:
-            changes["mobile"] = event.mobile
-        return view.model_copy(update=changes)
-    if isinstance(event, AddressChanged):
-        return view.model_copy(update={**marker, "address": event.address})
-    # AccountCancelled: keep the e-mail for the ID-9 confirmation; DOC-4 ends with it (an
-    # activation that happened earlier but arrives later must not turn it back on).
-    changed_at = max(filter(None, (view.preference_changed_at, event.occurred_at)))
-    return view.model_copy(
-        update={
-            **marker,
-            "cancelled": True,
-            "email_instead_of_letter": False,
-            "preference_changed_at": changed_at,
-        }
-    )
+    match event:
+        case CustomerRegistered():
+            return view.model_copy(
+                update={
+                    **marker,
+                    "first_name": event.first_name,
+                    "last_name": event.last_name,
+                    "email": event.email,
+                    "mobile": event.mobile,
+                    "address": event.address,
+                    "cancelled": False,
+                }
+            )
+        case ContactDetailsChanged():
+            changes: dict[str, object] = dict(marker)
+            if event.email is not None:
+                changes["email"] = event.email
+            if event.mobile is not None:
+                changes["mobile"] = event.mobile
+            return view.model_copy(update=changes)
+        case AddressChanged():
+            return view.model_copy(update={**marker, "address": event.address})
+        case AccountCancelled():
+            # Keep the e-mail for the ID-9 confirmation; DOC-4 ends with it (an activation
+            # that happened earlier but arrives later must not turn it back on).
+            changed_at = max(filter(None, (view.preference_changed_at, event.occurred_at)))
+            return view.model_copy(
+                update={
+                    **marker,
+                    "cancelled": True,
+                    "email_instead_of_letter": False,
+                    "preference_changed_at": changed_at,
+                }
+            )
+        case _:
+            assert_never(event)
 
 
 def _apply_preference(
@@ -169,7 +176,7 @@ def _apply_preference(
     )
 
 
-def _is_stale_identity_event(view: ContactView, event: ContactEvent) -> bool:
+def _is_stale_identity_event(view: ContactView, event: IdentityEvent) -> bool:
     return view.identity_stream == event.aggregate_id and (
         event.aggregate_version <= view.identity_version
     )

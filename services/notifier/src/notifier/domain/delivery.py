@@ -54,6 +54,15 @@ FINAL_STATUSES = frozenset(
 )
 #: Waiting for an attempt.
 WAITING_STATUSES = frozenset({DeliveryStatus.QUEUED, DeliveryStatus.FAILED})
+#: Code messages are scrubbed of their code once they reach one of these (NT-5 hygiene).
+SCRUB_WHEN = frozenset({DeliveryStatus.SENT, DeliveryStatus.EXPIRED, DeliveryStatus.SUPPRESSED})
+
+
+def needs_scrub(message: OutgoingMessage, status: DeliveryStatus) -> bool:
+    """A final code message keeps neither its text nor its context (DEAD keeps them for a
+    replay)."""
+    return message.is_code and status in SCRUB_WHEN
+
 
 #: A source of floats uniformly distributed in [0, 1), e.g. `random.Random(seed).random`.
 RandomSource = Callable[[], float]

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
+from typing import TypeAlias, assert_never, get_args
 
 from contracts_schemas.base import Event
 from contracts_schemas.claims import ClaimStatusChanged
@@ -49,6 +49,7 @@ from contracts_schemas.identity import (
     UsernameReminderRequested,
 )
 from contracts_schemas.loyalty import PointsExpiryWarningIssued
+from servicekit.clock import berlin_date, start_of_berlin_day
 
 from notifier.domain.contacts import ContactView
 from notifier.domain.guard import scan
@@ -64,9 +65,7 @@ from notifier.domain.messages import (
     template_name,
 )
 
-BERLIN = ZoneInfo("Europe/Berlin")
-
-PlannedEvent = (
+PlannedEvent: TypeAlias = (
     ClaimStatusChanged
     | DocumentAvailable
     | ActivationCodeIssued
@@ -79,19 +78,8 @@ PlannedEvent = (
     | ContactDetailsChanged
 )
 
-#: The event types that can produce messages (NT-2).
-PLANNED_EVENT_TYPES: tuple[type[PlannedEvent], ...] = (
-    ClaimStatusChanged,
-    DocumentAvailable,
-    ActivationCodeIssued,
-    LoginCodeRequested,
-    MtanRequested,
-    UsernameReminderRequested,
-    PasswordResetRequested,
-    PointsExpiryWarningIssued,
-    AccountCancelled,
-    ContactDetailsChanged,
-)
+#: The event types that can produce messages (NT-2), read off the union.
+PLANNED_EVENT_TYPES: tuple[type[PlannedEvent], ...] = get_args(PlannedEvent)
 
 #: ID-6 purposes of an mTAN, as fixed keys the SMS template can name in German. Identity's
 #: spellings are normalised (lower case, `-`/space -> `_`) and looked up here; anything
@@ -149,23 +137,27 @@ def plan_messages(
     if view is not None and view.customer_id != event.customer_id:
         raise ValueError("view belongs to another customer than the event")
     planner = _Planner(event, view, settings)
-    if isinstance(event, ClaimStatusChanged):
-        return planner.claim_status_changed(event)
-    if isinstance(event, DocumentAvailable):
-        return planner.document_available(event)
-    if isinstance(event, ActivationCodeIssued):
-        return planner.activation_code(event)
-    if isinstance(event, LoginCodeRequested | MtanRequested):
-        return planner.sms_code(event)
-    if isinstance(event, UsernameReminderRequested):
-        return planner.username_reminder(event)
-    if isinstance(event, PasswordResetRequested):
-        return planner.password_reset(event)
-    if isinstance(event, PointsExpiryWarningIssued):
-        return planner.points_expiry_warning(event)
-    if isinstance(event, AccountCancelled):
-        return planner.account_cancelled(event)
-    return planner.contact_details_changed(event)
+    match event:
+        case ClaimStatusChanged():
+            return planner.claim_status_changed(event)
+        case DocumentAvailable():
+            return planner.document_available(event)
+        case ActivationCodeIssued():
+            return planner.activation_code(event)
+        case LoginCodeRequested() | MtanRequested():
+            return planner.sms_code(event)
+        case UsernameReminderRequested():
+            return planner.username_reminder(event)
+        case PasswordResetRequested():
+            return planner.password_reset(event)
+        case PointsExpiryWarningIssued():
+            return planner.points_expiry_warning(event)
+        case AccountCancelled():
+            return planner.account_cancelled(event)
+        case ContactDetailsChanged():
+            return planner.contact_details_changed(event)
+        case _:
+            assert_never(event)
 
 
 def withheld_values(event: Event) -> frozenset[str]:
@@ -203,15 +195,11 @@ def mtan_purpose(purpose: str) -> str:
 
 def end_of_day(day: date) -> datetime:
     """The instant a Europe/Berlin calendar day ends (LOY-5: 'expires at the end of ...')."""
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=BERLIN)
+    return start_of_berlin_day(day + timedelta(days=1))
 
 
 def _iso(value: date | datetime | None) -> str | None:
     return None if value is None else value.isoformat()
-
-
-def _berlin_day(instant: datetime) -> date:
-    return instant.astimezone(BERLIN).date()
 
 
 class _Planner:
@@ -325,8 +313,8 @@ class _Planner:
         context: dict[str, TemplateValue] = {
             "name": self.name,
             "code": event.code,
-            "expires_on": _berlin_day(event.expires_at).isoformat(),
-            "issued_on": _berlin_day(event.occurred_at).isoformat(),
+            "expires_on": berlin_date(event.expires_at).isoformat(),
+            "issued_on": berlin_date(event.occurred_at).isoformat(),
         }
         return [
             self._message(

@@ -20,17 +20,36 @@ from rich.console import Console
 from rich.table import Table
 from servicekit.runtime import serve_service
 
-from notifier.adapters.store import DeliveryRecord
-from notifier.bootstrap import Service, build, create_http_app
+from notifier.bootstrap import Service, build
 from notifier.config import NotifierSettings
 from notifier.domain.delivery import DeliveryStatus
-from notifier.handlers import NotReplayable
+from notifier.entrypoints.api import create_app
+from notifier.entrypoints.stream import subscribe
+from notifier.entrypoints.worker import DeliveryWorker
+from notifier.handlers import reports
+from notifier.handlers.dispatch import NotReplayable, ReplayDelivery, UnknownDelivery
+from notifier.unit_of_work import DeliveryRecord
 
 console = Console()
 
 
+def prepare_to_serve(service: Service) -> Service:
+    """The stream subscribers and (unless switched off) the delivery worker."""
+    subscribe(service.stream, service.intake)
+    if service.settings.run_worker:
+        worker = DeliveryWorker(
+            service.dispatch,
+            service.transactions,
+            concurrency=service.settings.worker_concurrency,
+            poll_seconds=service.settings.worker_poll_seconds,
+        )
+        service.workers.append(worker.run)
+    return service
+
+
 async def _serve() -> None:
-    await serve_service(await build(NotifierSettings()), create_http_app)
+    service = prepare_to_serve(await build(NotifierSettings()))
+    await serve_service(service, create_app)
 
 
 async def _with_service(work: Callable[[Service], Awaitable[int]]) -> int:
@@ -60,24 +79,20 @@ def _table(records: list[DeliveryRecord]) -> Table:
 async def _deliveries(
     service: Service, status: DeliveryStatus | None, customer: str | None, limit: int
 ) -> int:
-    async with service.runtime.pool.acquire() as conn:
-        records = await service.notifier.deliveries(
-            conn, status=status, customer_id=customer, limit=limit
-        )
-    console.print(_table(records))
+    query = reports.FindDeliveries(status=status, customer_id=customer, limit=limit)
+    console.print(_table(await service.transactions.execute(reports.find_deliveries, query)))
     return 0
 
 
 async def _log(service: Service, message_key: str) -> int:
-    async with service.runtime.pool.acquire() as conn:
-        record = await service.notifier.delivery(conn, message_key)
-        entries = await service.notifier.delivery_log(conn, message_key)
-    if record is None:
+    try:
+        found = await service.transactions.execute(reports.delivery_with_log, message_key)
+    except UnknownDelivery:
         console.print(f"no delivery with key {message_key}")
         return 1
-    console.print(_table([record]))
+    console.print(_table([found.record]))
     table = Table("at", "status", "attempt", "detail")
-    for entry in entries:
+    for entry in found.log:
         table.add_row(_when(entry.at), entry.status, str(entry.attempt), entry.detail or "")
     console.print(table)
     return 0
@@ -87,12 +102,13 @@ async def _replay(service: Service, keys: list[str]) -> int:
     failures = 0
     for key in keys:
         try:
-            replayed = await service.notifier.replay(service.runtime.pool, key, "operator-cli")
+            await service.transactions.execute(
+                service.dispatch.replay, ReplayDelivery(key, "operator-cli")
+            )
         except NotReplayable as refusal:
             console.print(f"{key}: not replayed: {refusal}")
             failures += 1
-            continue
-        if replayed is None:
+        except UnknownDelivery:
             console.print(f"{key}: no such delivery")
             failures += 1
         else:
@@ -101,8 +117,7 @@ async def _replay(service: Service, keys: list[str]) -> int:
 
 
 async def _stats(service: Service) -> int:
-    async with service.runtime.pool.acquire() as conn:
-        counts = await service.notifier.counts(conn)
+    counts = await service.transactions.execute(reports.delivery_counts, None)
     statuses = [s.value for s in DeliveryStatus]
     table = Table("channel", *statuses)
     for channel, by_status in sorted(counts.items()):

@@ -1,0 +1,264 @@
+"""PostgreSQL: the message store (NT-4), the delivery log (OPS-1) and the rate-limit
+buckets (NT-6).
+
+The state machine lives in `domain/delivery.py`; this module only reads and writes its
+states. Every write of a transition appends to `delivery_log` in the same statement or
+transaction, so the log never disagrees with the row.
+
+Concurrency (several instances):
+- a worker claims rows with `FOR UPDATE SKIP LOCKED` (two workers never claim the same
+  row) and marks them SENDING with a lease in the same transaction;
+- rate-limit buckets are serialised with transaction-scoped advisory locks;
+- results are written fenced on (status = sending, attempts, replays): a worker whose
+  lease ran out and whose delivery was taken over cannot overwrite the newer attempt.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import asyncpg
+from servicekit.db import Connection
+
+from notifier.domain.delivery import Delivery, DeliveryStatus, needs_scrub
+from notifier.domain.dispatch import Claimed, Step
+from notifier.domain.messages import OutgoingMessage, RenderedMessage
+from notifier.unit_of_work import ClaimedRow, LogEntry, NewDelivery, Replayable
+
+DELIVERY_COLUMNS = (
+    "message_key, status, updated_at, not_after, attempts, next_attempt_at, lease_until,"
+    " last_error, provider_ref, replays"
+)
+
+
+def delivery_of(row: asyncpg.Record) -> Delivery:
+    return Delivery(
+        message_key=row["message_key"],
+        status=DeliveryStatus(row["status"]),
+        updated_at=row["updated_at"],
+        not_after=row["not_after"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        lease_until=row["lease_until"],
+        last_error=row["last_error"],
+        provider_ref=row["provider_ref"],
+        replays=row["replays"],
+    )
+
+
+class PostgresDeliveryLog:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def append(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        await self._conn.execute(
+            "INSERT INTO delivery_log (message_key, status, at, attempt, detail) SELECT *"
+            " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[])",
+            [e.message_key for e in entries],
+            [e.status for e in entries],
+            [e.at for e in entries],
+            [e.attempt for e in entries],
+            [e.detail for e in entries],
+        )
+
+    async def of(self, message_key: str) -> list[LogEntry]:
+        rows = await self._conn.fetch(
+            "SELECT status, at, attempt, detail FROM delivery_log WHERE message_key = $1"
+            " ORDER BY id",
+            message_key,
+        )
+        return [
+            LogEntry(message_key, r["status"], r["at"], r["attempt"], r["detail"]) for r in rows
+        ]
+
+
+_INSERT_DELIVERIES = """
+WITH inserted AS (
+    INSERT INTO deliveries (message_key, customer_id, kind, channel, event_id, event_type,
+                            status, next_attempt_at, not_after, rate_bucket, message, rendered,
+                            last_error, created_at, updated_at)
+    SELECT k, c, kd, ch, e, et, s, n, na, b, m, r, le, $14, $14
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[],
+                $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::jsonb[],
+                $12::jsonb[], $13::text[]) AS u(k, c, kd, ch, e, et, s, n, na, b, m, r, le)
+    ON CONFLICT (message_key) DO NOTHING
+    RETURNING message_key, status, last_error, created_at
+)
+INSERT INTO delivery_log (message_key, status, at, detail)
+SELECT message_key, status, created_at, last_error FROM inserted
+RETURNING message_key, status
+"""
+
+_CLAIM_DUE = f"""
+SELECT {DELIVERY_COLUMNS}, message, rendered FROM deliveries
+WHERE (status IN ('queued', 'failed') AND (next_attempt_at <= $1 OR not_after <= $1))
+   OR (status = 'sending' AND lease_until <= $1)
+ORDER BY coalesce(next_attempt_at, lease_until), message_key
+LIMIT $2 FOR UPDATE SKIP LOCKED
+"""  # noqa: S608 - constant columns
+
+_APPLY_STEPS = """
+UPDATE deliveries AS d SET
+    status = u.status, attempts = u.attempts, next_attempt_at = u.next_attempt_at,
+    lease_until = u.lease_until, attempted_at = coalesce(u.attempted_at, d.attempted_at),
+    last_error = u.last_error, updated_at = u.updated_at,
+    rendered = CASE WHEN u.scrub THEN NULL ELSE d.rendered END,
+    message = CASE WHEN u.scrub THEN jsonb_set(d.message, '{context}', '{}') ELSE d.message END
+FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
+            $6::timestamptz[], $7::text[], $8::timestamptz[], $9::bool[])
+     AS u(message_key, status, attempts, next_attempt_at, lease_until, attempted_at,
+          last_error, updated_at, scrub)
+WHERE d.message_key = u.message_key
+"""
+
+_RECORD_RESULT = """
+WITH updated AS (
+    UPDATE deliveries SET
+        status = $4, next_attempt_at = $5, lease_until = NULL, last_error = $6,
+        provider_ref = coalesce($7, provider_ref), updated_at = $8,
+        rendered = CASE WHEN $9 THEN NULL ELSE rendered END,
+        message = CASE WHEN $9 THEN jsonb_set(message, '{context}', '{}') ELSE message END
+    WHERE message_key = $1 AND status = 'sending' AND attempts = $2 AND replays = $3
+    RETURNING message_key, attempts
+)
+INSERT INTO delivery_log (message_key, status, at, attempt, detail)
+SELECT message_key, $4, $8, attempts, $10 FROM updated
+RETURNING id
+"""
+
+
+class PostgresDeliveries:
+    def __init__(self, conn: Connection, log: PostgresDeliveryLog) -> None:
+        self._conn = conn
+        self._log = log
+
+    async def add(
+        self, new: Sequence[NewDelivery], now: datetime
+    ) -> list[tuple[str, DeliveryStatus]]:
+        """One statement: the rows that are new and their `queued` (or `dead`) log entry."""
+        if not new:
+            return []
+        rows = await self._conn.fetch(
+            _INSERT_DELIVERIES,
+            [n.message.message_key for n in new],
+            [n.message.customer_id for n in new],
+            [n.message.kind.value for n in new],
+            [n.message.channel.value for n in new],
+            [n.message.event_id for n in new],
+            [n.message.event_type for n in new],
+            [n.delivery.status.value for n in new],
+            [n.delivery.next_attempt_at for n in new],
+            [n.delivery.not_after for n in new],
+            [n.rate_bucket for n in new],
+            [n.message.model_dump_json() for n in new],
+            [n.rendered.model_dump_json() if n.rendered else None for n in new],
+            [n.delivery.last_error for n in new],
+            now,
+        )
+        return [(row["message_key"], DeliveryStatus(row["status"])) for row in rows]
+
+    async def claim_due(self, now: datetime, limit: int) -> list[ClaimedRow]:
+        """`FOR UPDATE SKIP LOCKED`: rows another claim holds are skipped, not waited for."""
+        rows = await self._conn.fetch(_CLAIM_DUE, now, limit)
+        return [
+            ClaimedRow(
+                Claimed(delivery_of(row), OutgoingMessage.model_validate_json(row["message"])),
+                RenderedMessage.model_validate_json(row["rendered"]) if row["rendered"] else None,
+            )
+            for row in rows
+        ]
+
+    async def apply_steps(self, steps: Sequence[Step], now: datetime) -> None:
+        if not steps:
+            return
+        afters = [s.after for s in steps]
+        await self._conn.execute(
+            _APPLY_STEPS,
+            [d.message_key for d in afters],
+            [d.status.value for d in afters],
+            [d.attempts for d in afters],
+            [d.next_attempt_at for d in afters],
+            [d.lease_until for d in afters],
+            [now if s.send else None for s in steps],
+            [d.last_error for d in afters],
+            [d.updated_at for d in afters],
+            [needs_scrub(s.message, s.after.status) for s in steps],
+        )
+        await self._log.append(
+            [LogEntry(s.after.message_key, s.log, now, s.after.attempts, s.detail) for s in steps]
+        )
+
+    async def record_result(
+        self, before: Delivery, after: Delivery, message: OutgoingMessage, detail: str | None
+    ) -> bool:
+        """One statement: the row and its log entry, right after the provider answered
+        (this is what keeps the crash window as small as it can be)."""
+        written = await self._conn.fetchval(
+            _RECORD_RESULT,
+            before.message_key,
+            before.attempts,
+            before.replays,
+            after.status.value,
+            after.next_attempt_at,
+            after.last_error,
+            after.provider_ref,
+            after.updated_at,
+            needs_scrub(message, after.status),
+            detail,
+        )
+        return written is not None
+
+    async def for_replay(self, message_key: str) -> Replayable | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {DELIVERY_COLUMNS}, rendered IS NOT NULL AS has_text FROM deliveries"  # noqa: S608 - constant columns
+            " WHERE message_key = $1 FOR UPDATE",
+            message_key,
+        )
+        return None if row is None else Replayable(delivery_of(row), row["has_text"])
+
+    async def requeue(self, after: Delivery, detail: str, now: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4,"
+            " replays = $5, lease_until = NULL, updated_at = $6 WHERE message_key = $1",
+            after.message_key,
+            after.status.value,
+            after.attempts,
+            after.next_attempt_at,
+            after.replays,
+            after.updated_at,
+        )
+        await self._log.append([LogEntry(after.message_key, after.status.value, now, 0, detail)])
+
+
+class PostgresRateBuckets:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def lock(self, buckets: Iterable[str]) -> None:
+        """Transaction-scoped advisory locks, in a fixed order (no deadlock between claims)."""
+        ordered = sorted(set(buckets))
+        if ordered:
+            await self._conn.execute(
+                "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(b, 7) AS h"
+                " FROM unnest($1::text[]) AS b ORDER BY 1) AS s",
+                ordered,
+            )
+
+    async def send_times(
+        self, buckets: Iterable[str], since: datetime
+    ) -> dict[str, list[datetime]]:
+        rows = await self._conn.fetch(
+            "SELECT rate_bucket, attempted_at FROM deliveries"
+            " WHERE rate_bucket = ANY($1::text[]) AND status IN ('sent', 'sending')"
+            " AND attempted_at > $2",
+            sorted(set(buckets)),
+            since,
+        )
+        times: dict[str, list[datetime]] = defaultdict(list)
+        for row in rows:
+            times[row["rate_bucket"]].append(row["attempted_at"])
+        return dict(times)

@@ -1,0 +1,118 @@
+"""The intake handler on the in-memory unit of work: events in, contact view folded,
+messages planned, rendered and stored (NT-2, NT-3, NT-4, NT-5)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from contracts_schemas.loyalty import PointsCredited
+from notifier.domain.delivery import DeliveryStatus
+from notifier.domain.messages import ChannelKind, MessageKind
+from notifier.handlers.intake import NOTIFIER_EVENT_TYPES, Intake
+from notifier_handlers import RefusingRenderer, handlers
+
+
+async def test_nt2_nt3_a_registration_and_a_claim_status_in_one_batch_queue_one_email(ev):
+    h = handlers(ev.now)
+
+    await h.consume(ev.registration, ev.claim_status())
+
+    (record,) = await h.deliveries()
+    assert record.kind is MessageKind.CLAIM_STATUS_CHANGED
+    assert record.channel is ChannelKind.EMAIL
+    assert record.delivery.status is DeliveryStatus.QUEUED
+    assert record.recipient == "e***@example.org"
+    assert record.has_text
+    assert await h.statuses(record.delivery.message_key) == ["queued"]
+    views = await h.uow.contacts.read([ev.customer_id])
+    assert views[ev.customer_id].email == "Erika.Mustermann@example.org"
+
+
+async def test_nt4_the_same_event_consumed_twice_stores_one_message(ev):
+    """Past the inbox (a purged inbox, a rebuild): the message key makes it a no-op."""
+    h = handlers(ev.now)
+    changed = ev.claim_status()
+
+    await h.consume(ev.registration, changed)
+    await h.consume(changed)
+
+    (record,) = await h.deliveries()
+    assert await h.statuses(record.delivery.message_key) == ["queued"]
+
+
+async def test_nt3_a_batch_is_applied_in_business_time_not_arrival_order(ev):
+    """The claim notice happened before the e-mail change, though it arrives after it in the
+    batch (another topic): it goes to the address valid then."""
+    h = handlers(ev.now)
+    await h.consume(ev.registration)
+    earlier = ev.claim_status(occurred_at=ev.now - timedelta(minutes=5))
+    change = ev.contact_changed(email="neu@example.org", previous_email=ev.registration.email)
+
+    await h.consume(change, earlier)
+
+    records = await h.deliveries()
+    claim_notice = next(r for r in records if r.kind is MessageKind.CLAIM_STATUS_CHANGED)
+    assert claim_notice.recipient == "e***@example.org"  # erika.mustermann@, not neu@
+    views = await h.uow.contacts.read([ev.customer_id])
+    assert views[ev.customer_id].email == "neu@example.org"
+
+
+async def test_nt2_a_notice_for_a_customer_not_known_yet_is_not_planned(ev):
+    h = handlers(ev.now)
+
+    await h.consume(ev.claim_status())
+
+    assert await h.deliveries() == []
+
+
+async def test_nt2_events_the_notifier_does_not_act_on_change_nothing(ev):
+    h = handlers(ev.now)
+    credited = PointsCredited.model_construct(customer_id=ev.customer_id)
+    assert not isinstance(credited, NOTIFIER_EVENT_TYPES)
+
+    await h.consume(credited)
+
+    assert await h.deliveries() == []
+    assert await h.uow.contacts.read([ev.customer_id]) == {}
+
+
+async def test_id9_the_cancellation_confirmation_goes_to_the_email_known_before(ev):
+    h = handlers(ev.now)
+    await h.consume(ev.registration)
+
+    await h.consume(ev.cancelled(), ev.claim_status())
+
+    (record,) = await h.deliveries()
+    assert record.kind is MessageKind.ACCOUNT_CANCELLED
+    views = await h.uow.contacts.read([ev.customer_id])
+    assert views[ev.customer_id].cancelled
+
+
+async def test_nt5_a_text_the_guard_refuses_is_stored_dead_without_text(ev):
+    h = handlers(ev.now)
+    h.intake = Intake(clock=h.clock, renderer=RefusingRenderer())
+
+    await h.consume(ev.registration, ev.claim_status())
+
+    (record,) = await h.deliveries()
+    assert record.delivery.status is DeliveryStatus.DEAD
+    assert record.delivery.last_error == "nt5_guard: iban"
+    assert not record.has_text
+    assert await h.statuses(record.delivery.message_key) == ["dead"]
+    assert await h.claim() == []
+
+
+async def test_nt3_a_failing_batch_leaves_no_trace(ev):
+    """The intake's effects are one transaction: a batch that fails stores nothing."""
+    h = handlers(ev.now)
+
+    async def fail_after_intake(uow):
+        await h.intake.handle([ev.registration, ev.claim_status()], uow)
+        raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError):
+        await h.transactions.run(fail_after_intake)
+
+    assert await h.deliveries() == []
+    assert await h.uow.contacts.read([ev.customer_id]) == {}
