@@ -32,6 +32,7 @@ from servicekit.http import create_app
 from servicekit.kafka import at_least_once_consumer, ensure_topics, publish_all, reliable_producer
 from servicekit.logging import configure_logging, get_logger
 from servicekit.outbox import OutboxRelay, relay_lock_key
+from servicekit.permissions import SystemPermissions
 from servicekit.postgres import postgres_transactions
 from servicekit.runner import Loop, serve
 from servicekit.settings import ServiceSettings
@@ -171,6 +172,7 @@ class Runtime:
         app = create_app(self.settings.service_name, readiness=[self.database_ready])
         app.state.service = service
         app.state.service_credentials = self.service_credentials()
+        app.state.system_permissions = SystemPermissions(self.settings.system_operations)
         if customer_tokens is not None:
             app.state.token_verifier = self.token_verifier(customer_tokens)
         register(app)
