@@ -271,3 +271,10 @@ async def test_gw1_the_combined_openapi_is_served() -> None:
         assert not any(
             p.startswith(("/internal", "/health", "/metrics")) for p in document["paths"]
         )
+
+
+async def test_gw1_an_unreadable_key_set_is_503_not_a_crash() -> None:
+    broken = httpx.MockTransport(lambda request: httpx.Response(200, content=b"not json"))
+    async with gateway_world(transports={"identity": broken}) as world:
+        answer = await world.http.get("/contracts/echo/x", headers=bearer(token()))
+        assert_problem(answer, 503)

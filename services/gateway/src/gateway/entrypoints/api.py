@@ -18,6 +18,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from jwt import PyJWKError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -178,7 +179,8 @@ async def _authenticate(gateway: Gateway, request: Request) -> str:
         principal = await gateway.verifier.verify(token.strip())
     except Unauthenticated:
         raise Problem(401, "Unauthorized", "Bitte melden Sie sich erneut an.") from None
-    except httpx.HTTPError:
+    except (httpx.HTTPError, ValueError, KeyError, PyJWKError):
+        # identity unreachable, or its key set unreadable: nobody can be verified now
         log.warning("jwks_unavailable")
         raise _unavailable("identity") from None
     return principal.customer_id
