@@ -146,6 +146,35 @@ async def test_a_rejected_message_is_not_remembered_so_its_replayed_dead_letter_
     assert [r["event_id"] for r in rows] == [str(before.event_id), str(unknown.event_id)]
 
 
+async def test_a_batch_whose_database_connection_dies_is_read_again_and_applied_once(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+) -> None:
+    topic, group = unique("test.db-loss"), unique("g")
+    lost_connections = 0
+
+    async def apply_losing_the_first_connection(
+        messages: Sequence[Contract], uow: PostgresUnitOfWork
+    ) -> None:
+        nonlocal lost_connections
+        await record_effects(messages, uow)
+        if lost_connections == 0:
+            lost_connections += 1
+            # The server ends this connection in the middle of the batch's transaction.
+            await uow.conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    paid = [premium_paid("p1", v, amount_cents=v) for v in range(1, 6)]
+    await publish_all(producer, records_of(topic, *paid))
+    stream, consumer = consuming(
+        pool, settings(bootstrap), group, topic, apply_losing_the_first_connection
+    )
+    async with started(stream):
+        await eventually(lambda: _committed_total(bootstrap, group, 5))
+        assert consumer.applied == 5
+
+    assert lost_connections == 1
+    assert [r["amount"] for r in await effects(pool)] == [1, 2, 3, 4, 5], "each once"
+
+
 async def test_dead_letters_are_named_within_the_topic_prefix(
     pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
 ) -> None:
@@ -185,6 +214,17 @@ async def test_an_instance_restarted_with_its_id_takes_its_partitions_back_as_th
         await until_true(lambda: consumer.applied == 1)
 
     assert [r["amount"] for r in await effects(pool)] == [100, 200]
+
+
+async def _committed_total(bootstrap: str, group: str, total: int) -> bool:
+    """The group's committed offsets (the next record of each partition) add up to `total`."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(position.offset for position in committed.values()) == total
 
 
 class _Member:
