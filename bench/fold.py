@@ -1,11 +1,12 @@
-"""3. and 4. Consumers folding a topic of PremiumPaid CloudEvents through
-`servicekit.consumer.InboxConsumer` (decode, inbox, handler and inbox rows in one
-transaction per batch, then the offset commit), against a raw aiokafka consumer of the
-same settings (`at_least_once_consumer`) that only counts the records of the same topic.
+"""3. and 4. Consumers folding a topic of PremiumPaid CloudEvents through the stream
+entrypoint every service uses, `servicekit.stream.EventStream` (a FastStream batch
+subscriber: decode, inbox, handler and inbox rows in one transaction per batch, then the
+offset commit), against a raw aiokafka consumer of the same fetch settings
+(`at_least_once_consumer`) that only counts the records of the same topic.
 
 3: a trivial projection handler, one row per event in one multi-row INSERT per batch.
-4: the loyalty service's own handler, `Loyalty.record_facts`, into a schema migrated with
-   services/loyalty/migrations.
+4: the loyalty service's own handler, `Loyalty.record_facts`, on its PostgreSQL unit of
+   work, into a schema migrated with services/loyalty/migrations.
 
 Every run uses a fresh consumer group reading from the earliest offset until it has N
 records; the timer starts once the group assigned the partitions (joining is not timed).
@@ -13,21 +14,26 @@ records; the timer starts once the group assigned the partitions (joining is not
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from contracts_schemas.base import Contract
 from contracts_schemas.contracts import PremiumPaid
 from loyalty.bootstrap import MIGRATIONS
+from loyalty.bootstrap import unit_of_work as loyalty_unit_of_work
 from loyalty.domain.config import LoyaltyConfig
 from loyalty.handlers import Loyalty
-from servicekit.consumer import Delivery, Handler, InboxConsumer
+from servicekit.clock import SystemClock
 from servicekit.db import Connection, migrations_in
 from servicekit.eventstore import EventStore
-from servicekit.kafka import at_least_once_consumer, ensure_topics, reliable_producer
+from servicekit.kafka import at_least_once_consumer, ensure_topics
+from servicekit.postgres import PostgresUnitOfWork, postgres_transactions
+from servicekit.settings import ServiceSettings
+from servicekit.stream import EventStream, InboxConsumer
 from servicekit.testing import unique
+from servicekit.unit_of_work import UnitOfWork
 
 from bench.common import (
     BenchFailure,
@@ -47,16 +53,19 @@ from bench.common import (
 AIM = 10_000.0
 WARM = 3_000
 
+U = TypeVar("U", bound=UnitOfWork)
+Handler = Callable[[Sequence[Contract], U], Awaitable[None]]
+
 _PROJECT = """
 INSERT INTO projection (event_id, policy_id, amount_cents)
 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
 """
 
 
-async def project(conn: Connection, deliveries: Sequence[Delivery]) -> None:
+async def project(messages: Sequence[Contract], uow: PostgresUnitOfWork) -> None:
     """The trivial projection: one row per event, one statement per batch."""
-    paid = [d.message for d in deliveries if isinstance(d.message, PremiumPaid)]
-    await conn.execute(
+    paid = [m for m in messages if isinstance(m, PremiumPaid)]
+    await uow.conn.execute(
         _PROJECT,
         [str(m.event_id) for m in paid],
         [m.policy_id for m in paid],
@@ -83,49 +92,53 @@ async def raw_consume(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
+def stream_settings(bootstrap: str) -> ServiceSettings:
+    return ServiceSettings(
+        service_name="bench", kafka_bootstrap=bootstrap, instance_id=unique("bench")
+    )
+
+
 async def fold(
     bootstrap: str,
     pool: asyncpg.Pool,
-    producer: AIOKafkaProducer,
+    unit_of_work: Callable[[Connection], U],
     topic: str,
     count: int,
-    handler: Handler,
+    handler: Handler[U],
     profile: str | None = None,
-) -> tuple[float, InboxConsumer]:
-    """Seconds `InboxConsumer.run` of a fresh group takes to handle `count` events."""
+) -> float:
+    """Seconds the `EventStream` subscriber of a fresh group takes to handle `count`
+    events, from the moment the group assigned it the partitions."""
     group = unique("bench_fold")
-    kafka = at_least_once_consumer(bootstrap, group, [topic])
-    await kafka.start()
+    stream = EventStream(stream_settings(bootstrap), postgres_transactions(pool, unit_of_work))
+    stream.subscriber(group, topic)(handler)
+    (inbox,) = stream.consumers
+    deadline = deadline_for(count)
+    await stream.start()
     try:
-        inbox = InboxConsumer(
-            name=group, consumer=kafka, producer=producer, pool=pool, handler=handler
-        )
-        deadline = deadline_for(count)
-        await wait_assigned(kafka, deadline)
-        stop = asyncio.Event()
-        finished = 0.0
-
-        def handled() -> int:
-            return inbox.processed + inbox.duplicates + inbox.dead_lettered
-
-        async def watch() -> None:
-            nonlocal finished
-            try:
-                await until(lambda: handled() >= count, deadline, f"{group} to fold {count}")
-                finished = time.perf_counter()
-            finally:
-                stop.set()
-
+        kafka = _kafka_consumer(stream, group)
+        await until(lambda: len(kafka.assignment()) > 0, deadline, "the group assignment")
         with profiled(profile):
             started = time.perf_counter()
-            await asyncio.gather(inbox.run(stop), watch())
-        if inbox.duplicates or inbox.dead_lettered:
-            raise BenchFailure(
-                f"{inbox.duplicates} duplicates, {inbox.dead_lettered} dead letters in {group}"
-            )
-        return finished - started, inbox
+            await until(lambda: _handled(inbox) >= count, deadline, f"{group} to fold {count}")
+            seconds = time.perf_counter() - started
     finally:
-        await kafka.stop()
+        await stream.close()
+    if inbox.duplicates or inbox.dead_lettered:
+        raise BenchFailure(
+            f"{inbox.duplicates} duplicates, {inbox.dead_lettered} dead letters in {group}"
+        )
+    return seconds
+
+
+def _kafka_consumer(stream: EventStream[Any], group: str) -> Any:
+    """The aiokafka consumer behind the stream's subscriber of `group` (once started)."""
+    (subscriber,) = (s for s in stream.broker.subscribers if getattr(s, "group_id", "") == group)
+    return cast(Any, subscriber).consumer
+
+
+def _handled(inbox: InboxConsumer[Any]) -> int:
+    return inbox.applied + inbox.duplicates + inbox.dead_lettered
 
 
 async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
@@ -137,39 +150,44 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
     filled = await fill_topic(bootstrap, topic, factory, events, first=WARM)
     say(f"fold: produced in {filled:.2f} s")
     rows: list[Row] = []
-    producer = reliable_producer(bootstrap, "bench-fold")  # dead letters only (none expected)
-    await producer.start()
-    try:
-        async with bench_schema(dsn, "bench_fold", []) as (_schema, pool):
-            await pool.execute(
-                "CREATE TABLE projection (event_id text PRIMARY KEY, policy_id text NOT NULL,"
-                " amount_cents bigint NOT NULL)"
-            )
-            await fold(bootstrap, pool, producer, warm_topic, WARM, project)
-            raw = await raw_consume(bootstrap, topic, events)
-            seconds, _ = await fold(
-                bootstrap, pool, producer, topic, events, project, "fold_projection"
-            )
-            stored = await count_rows(pool, "projection")
-            if stored != WARM + events:
-                raise BenchFailure(f"projection has {stored} rows, expected {WARM + events}")
-            rows.append(_row("3 consumer fold", "InboxConsumer + trivial projection", events,
-                             seconds, raw))  # fmt: skip
+    store = EventStore("/bench")
 
-        async with bench_schema(dsn, "bench_loyalty", migrations_in(MIGRATIONS)) as (_, pool):
-            loyalty = Loyalty(EventStore("/loyalty"), LoyaltyConfig())
-            await fold(bootstrap, pool, producer, warm_topic, WARM, loyalty.record_facts)
-            raw = await raw_consume(bootstrap, topic, events)
-            seconds, _ = await fold(
-                bootstrap, pool, producer, topic, events, loyalty.record_facts, "fold_loyalty"
-            )
-            stored = await count_rows(pool, "facts")
-            if stored != WARM + events:
-                raise BenchFailure(f"facts has {stored} rows, expected {WARM + events}")
-            rows.append(_row("4 loyalty fold", "InboxConsumer + Loyalty.record_facts", events,
-                             seconds, raw))  # fmt: skip
-    finally:
-        await producer.stop()
+    def kit_unit_of_work(conn: Connection) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(conn, store)
+
+    async with bench_schema(dsn, "bench_fold", []) as (_schema, pool):
+        await pool.execute(
+            "CREATE TABLE projection (event_id text PRIMARY KEY, policy_id text NOT NULL,"
+            " amount_cents bigint NOT NULL)"
+        )
+        await fold(bootstrap, pool, kit_unit_of_work, warm_topic, WARM, project)
+        raw = await raw_consume(bootstrap, topic, events)
+        seconds = await fold(
+            bootstrap, pool, kit_unit_of_work, topic, events, project, "fold_projection"
+        )
+        stored = await count_rows(pool, "projection")
+        if stored != WARM + events:
+            raise BenchFailure(f"projection has {stored} rows, expected {WARM + events}")
+        rows.append(_row("3 consumer fold", "EventStream + trivial projection", events,
+                         seconds, raw))  # fmt: skip
+
+    async with bench_schema(dsn, "bench_loyalty", migrations_in(MIGRATIONS)) as (_, pool):
+        loyalty = Loyalty(LoyaltyConfig(), SystemClock())
+        loyalty_store = EventStore("/loyalty")
+
+        def loyalty_uow(conn: Connection) -> Any:
+            return loyalty_unit_of_work(conn, loyalty_store)
+
+        await fold(bootstrap, pool, loyalty_uow, warm_topic, WARM, loyalty.record_facts)
+        raw = await raw_consume(bootstrap, topic, events)
+        seconds = await fold(
+            bootstrap, pool, loyalty_uow, topic, events, loyalty.record_facts, "fold_loyalty"
+        )
+        stored = await count_rows(pool, "facts")
+        if stored != WARM + events:
+            raise BenchFailure(f"facts has {stored} rows, expected {WARM + events}")
+        rows.append(_row("4 loyalty fold", "EventStream + Loyalty.record_facts", events,
+                         seconds, raw))  # fmt: skip
     return rows
 
 

@@ -44,10 +44,11 @@ from contracts_schemas.identity import CustomerRegistered
 from contracts_schemas.registry import topic_of
 from notifier.adapters.email_smtp import SmtpSecurity, SmtpSettings, build_email
 from notifier.adapters.render import Renderer
-from notifier.bootstrap import INPUT_TOPICS, build
+from notifier.bootstrap import build
 from notifier.config import NotifierSettings
 from notifier.domain.contacts import apply
 from notifier.domain.plan import plan_messages, withheld_values
+from notifier.entrypoints.stream import TOPICS as INPUT_TOPICS
 from servicekit.db import drop_schema
 from servicekit.kafka import OutgoingRecord, publish_all, reliable_producer
 

@@ -1,6 +1,6 @@
-"""5. Rebuilding the loyalty projections (`loyalty.rebuild.rebuild_facts`) from a topic of
-N PremiumPaid CloudEvents, against a raw read of the same topic to its end offsets with
-the same consumer settings (assigned partitions, no group, batches of 5000).
+"""5. Rebuilding the loyalty projections (`loyalty.entrypoints.rebuild.rebuild_facts`)
+from a topic of N PremiumPaid CloudEvents, against a raw read of the same topic to its
+end offsets with the same consumer settings (assigned partitions, no group, batches of 5000).
 
 Both timings include starting their consumer, as an operator's rebuild does. The topic
 is produced beforehand with a raw producer (pre-encoded records, varying ids); that time
@@ -14,9 +14,15 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from loyalty.bootstrap import MIGRATIONS
-from loyalty.rebuild import rebuild_facts
+from loyalty.bootstrap import unit_of_work as loyalty_unit_of_work
+from loyalty.domain.config import LoyaltyConfig
+from loyalty.entrypoints.rebuild import rebuild_facts
+from loyalty.handlers import Loyalty
+from servicekit.clock import SystemClock
 from servicekit.db import migrations_in
+from servicekit.eventstore import EventStore
 from servicekit.kafka import ensure_topics
+from servicekit.postgres import postgres_transactions
 from servicekit.testing import unique
 
 from bench.common import (
@@ -91,7 +97,10 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
         )
     ]
     async with bench_schema(dsn, "bench_rebuild", migrations_in(MIGRATIONS)) as (_, pool):
-        warmed = await rebuild_facts(pool, bootstrap, [warm_topic])
+        store = EventStore("/loyalty")
+        transactions = postgres_transactions(pool, lambda c: loyalty_unit_of_work(c, store))
+        loyalty = Loyalty(LoyaltyConfig(), SystemClock())
+        warmed = await rebuild_facts(transactions, loyalty, bootstrap, [warm_topic])
         if warmed != WARM:
             raise BenchFailure(f"warm-up rebuild replayed {warmed}, expected {WARM}")
         raw_seconds, seen = await raw_read(bootstrap, topic)
@@ -101,7 +110,8 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
         with profiled("rebuild_facts"):
             started = time.perf_counter()
             done = await asyncio.wait_for(
-                rebuild_facts(pool, bootstrap, [topic]), timeout=max(600.0, events / 500)
+                rebuild_facts(transactions, loyalty, bootstrap, [topic]),
+                timeout=max(600.0, events / 500),
             )
             seconds = time.perf_counter() - started
         stored = await count_rows(pool, "facts")

@@ -1,21 +1,24 @@
 """2. Outbox relay: `OutboxRelay.publish_pending` rounds draining N pre-filled outbox rows
-through `publish_all` on `reliable_producer`, against raw aiokafka sends of the same
-records (same keys, values and headers, to a twin topic) on a producer of the same
-settings (the same factory: acks=all, idempotent, linger 5 ms, 256 KiB batches), all sent
-and then awaited together.
+through `EventStream.publish` (the producer of the service's FastStream broker, as
+`Runtime.outbox_loop` wires it), against raw aiokafka sends of the same records (same
+keys, values and headers, to a twin topic) on a producer of the same settings
+(`reliable_producer`: acks=all, idempotent, linger 5 ms, 256 KiB batches), all sent and
+then awaited together.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 
 from aiokafka import AIOKafkaProducer
 from servicekit.eventstore import EventStore
-from servicekit.kafka import OutgoingRecord, ensure_topics, publish_all, reliable_producer
+from servicekit.kafka import OutgoingRecord, ensure_topics, reliable_producer
+from servicekit.memory import InMemoryUnitOfWork, memory_transactions
 from servicekit.outbox import OutboxRelay, relay_lock_key
+from servicekit.settings import ServiceSettings
+from servicekit.stream import EventStream
 from servicekit.testing import unique
 
 from bench.common import (
@@ -64,14 +67,18 @@ async def run(dsn: str, bootstrap: str, events: int, batch_size: int = 1000) -> 
                 for r in rows
             ]
 
-        producer = reliable_producer(bootstrap, "bench-relay")
+        # Publishing only: no subscriber, so no transaction is ever opened through it.
+        settings = ServiceSettings(
+            service_name="bench-relay", kafka_bootstrap=bootstrap, instance_id="bench"
+        )
+        stream = EventStream(settings, memory_transactions(InMemoryUnitOfWork()))
         raw_producer = reliable_producer(bootstrap, "bench-relay-raw")
-        await producer.start()
+        await stream.start()
         await raw_producer.start()
         try:
             relay = OutboxRelay(
                 pool,
-                functools.partial(publish_all, producer),
+                stream.publish,
                 lock_key=relay_lock_key(schema),
                 batch_size=batch_size,
             )
@@ -105,7 +112,7 @@ async def run(dsn: str, bootstrap: str, events: int, batch_size: int = 1000) -> 
             if left:
                 raise BenchFailure(f"{left} outbox rows left unpublished")
         finally:
-            await producer.stop()
+            await stream.close()
             await raw_producer.stop()
     return [
         row(
@@ -116,7 +123,7 @@ async def run(dsn: str, bootstrap: str, events: int, batch_size: int = 1000) -> 
             baseline="raw aiokafka send, all then await",
             baseline_events=events,
             baseline_seconds=raw_seconds,
-            note="same records, same producer settings (reliable_producer)",
+            note="same records; the stream's producer has reliable_producer's settings",
         )
     ]
 
