@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -204,8 +204,10 @@ def _add_problems(document: dict[str, Any], app: FastAPI) -> None:
     problem_schema = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(problem_schema.pop("$defs", {}))
     components["ProblemDetails"] = problem_schema
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    # Routers added with include_router are entries of their own; FastAPI's iterator gives
+    # every route with its effective path, dependencies and flags.
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
         path_item = document.get("paths", {}).get(route.path_format, {})
         for method in route.methods or ():

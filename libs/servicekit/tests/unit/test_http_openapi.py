@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import jwt
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
 from jwt import PyJWK
 from pydantic import BaseModel
@@ -181,3 +181,18 @@ def test_a_malformed_authorization_header_is_401_never_500(authorization: str) -
     response = client().get("/things/1", headers=raw)
     assert response.status_code == 401
     assert response.headers["content-type"] == PROBLEM_JSON
+
+
+def test_routes_of_an_included_router_document_their_problems_too() -> None:
+    """FastAPI keeps an included router as one entry of its own; its routes still count."""
+    router = APIRouter(prefix="/included")
+
+    @router.post("/jobs")
+    async def job(body: Body, caller: Annotated[str, Depends(requires("payments"))]) -> str:
+        return caller
+
+    application = app()
+    application.include_router(router)
+    op = application.openapi()["paths"]["/included/jobs"]["post"]
+
+    assert problem_statuses(op) == {400, 401, 403, 422, 500}
