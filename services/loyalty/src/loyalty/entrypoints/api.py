@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field
+from servicekit.asyncapi import document, mount
 from servicekit.http import CurrentCustomer, Problem, problems, requires
-from servicekit.permissions import Operation, SystemPermissions
+from servicekit.permissions import Operation
 from servicekit.unit_of_work import Conflict
 
 from loyalty.bootstrap import Service
@@ -23,6 +24,7 @@ from loyalty.domain.decisions import (
     RedemptionRefusalCode,
     RedemptionRefused,
 )
+from loyalty.entrypoints.stream import STREAM
 from loyalty.entrypoints.views import statement
 from loyalty.handlers import Enrol, GetStatement, Redeem, UnknownReward
 from loyalty.jobs import RunKind, RunRefused, run_ledger_job, run_moment
@@ -168,8 +170,8 @@ async def run_job(
 
 def create_app(service: Service) -> FastAPI:
     def register(app: FastAPI) -> None:
-        app.state.system_permissions = SystemPermissions(service.settings.system_operations)
         app.include_router(customer)
         app.include_router(operators)
+        mount(app, document(STREAM))  # /asyncapi and /asyncapi.json
 
     return service.runtime.http_app(service, register, customer_tokens=service.http)

@@ -9,6 +9,7 @@ from typing import TypeVar
 from contracts_schemas import topics
 from contracts_schemas.base import Contract
 from faststream.kafka import KafkaBroker
+from servicekit.asyncapi import StreamSpec
 from servicekit.stream import EventStream
 
 from loyalty.handlers import Loyalty
@@ -25,12 +26,18 @@ INPUT_TOPICS = (
     topics.LOYALTY_ACCOUNT,  # its own decisions: a replay from the topics restores them
 )
 
+#: What loyalty consumes and publishes, for its AsyncAPI document
+#: (`python -m servicekit.asyncapi_cli loyalty`).
+STREAM = StreamSpec(
+    "loyalty", consumes={FACTS_GROUP: INPUT_TOPICS}, publishes=(topics.LOYALTY_ACCOUNT,)
+)
+
 
 def subscribe(stream: EventStream[U], loyalty: Loyalty) -> KafkaBroker:
     """Register the subscribers on `stream`; returns its broker (for FastStream's test
     broker, or to start it)."""
 
-    @stream.subscriber(FACTS_GROUP, *INPUT_TOPICS)
+    @stream.subscriber(FACTS_GROUP, *STREAM.topics(FACTS_GROUP))
     async def record_facts(messages: Sequence[Contract], uow: U) -> None:
         """Policies, payments, registrations, cancellations, mailbox settings, claims and
         loyalty's own decisions: each fact once per customer it concerns (LOY-12)."""
