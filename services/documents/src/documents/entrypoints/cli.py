@@ -1,0 +1,52 @@
+"""documents serve               API, outbox relay, identity and upstream-document consumers
+documents rotate-master-key   re-wrap every data key with the current master key (DOC-3);
+                              afterwards the previous master key may be removed"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from servicekit.runtime import serve_service
+
+from documents import commands as c
+from documents.bootstrap import build
+from documents.config import DocumentsSettings
+from documents.entrypoints.api import create_app
+from documents.entrypoints.stream import subscribe
+
+
+async def _serve() -> None:
+    service = await build(DocumentsSettings())
+    subscribe(service.stream, service.documents)
+    await serve_service(service, create_app)
+
+
+async def rotate_master_key(settings: DocumentsSettings, batch: int = 500) -> int:
+    """Batches of one transaction each, until no data key is under an older master key."""
+    service = await build(settings)
+    total = 0
+    try:
+        while count := await service.transactions.execute(
+            service.documents.rewrap_data_keys, c.RewrapDataKeys(batch)
+        ):
+            total += count
+        return total
+    finally:
+        await service.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="documents", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve")
+    rotate = commands.add_parser("rotate-master-key")
+    rotate.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+    match args.command:
+        case "serve":
+            asyncio.run(_serve())
+        case "rotate-master-key":
+            settings = DocumentsSettings()
+            total = asyncio.run(rotate_master_key(settings, args.batch))
+            print(f"{total} data keys now wrapped by master key {settings.master_key_id}")
