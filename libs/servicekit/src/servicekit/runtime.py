@@ -8,6 +8,7 @@ consumers that survive broker restarts, and the token verifier.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ from servicekit.unit_of_work import Transactions, UnitOfWork
 log = get_logger(__name__)
 
 U = TypeVar("U", bound=UnitOfWork)
+RELAY_STOP_SECONDS = 35.0  # the producer's request timeout, and a little more
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Runtime:
     store: EventStore
     clock: Clock
     consumers: list[InboxConsumer] = field(default_factory=list)
+    _relays_stopped: dict[int, list[asyncio.Event]] = field(default_factory=dict)
 
     @classmethod
     async def start(
@@ -95,13 +98,19 @@ class Runtime:
         return EventStream(self.settings, transactions)
 
     def stream_loop(self, stream: EventStream[Any]) -> Loop:
-        """The broker's subscribers run from start until `stop`."""
+        """The broker's subscribers run from start until `stop`; the broker closes only
+        after the stream's outbox relay stopped, so no publish waits on a closed producer."""
 
         async def consume(stop: asyncio.Event) -> None:
             await stream.start()
             try:
                 await stop.wait()
             finally:
+                relays = self._relays_stopped.get(id(stream), [])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.gather(*(r.wait() for r in relays)), RELAY_STOP_SECONDS
+                    )
                 await stream.close()
 
         return consume
@@ -114,7 +123,16 @@ class Runtime:
             lock_key=relay_lock_key(self.settings.schema_name),
             name=self.settings.schema_name,
         )
-        return relay.run
+        stopped = asyncio.Event()
+        self._relays_stopped.setdefault(id(stream), []).append(stopped)
+
+        async def publish(stop: asyncio.Event) -> None:
+            try:
+                await relay.run(stop)
+            finally:
+                stopped.set()
+
+        return publish
 
     def consumer_loop(self, group: str, topics: Sequence[str], handler: Handler) -> Loop:
         """Consume `topics` (unprefixed names) into `handler`; reconnects after broker errors."""
