@@ -96,6 +96,12 @@ class DeadLetter:
 Publish = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    applied: int
+    duplicates: int
+
+
 class InboxConsumer(Generic[U]):
     """Applies fetched batches through the inbox; free of FastStream so tests can drive it."""
 
@@ -133,32 +139,36 @@ class InboxConsumer(Generic[U]):
         if not deliveries:
             return []
         try:
-            await self._transactions.run(lambda uow: self._apply_fresh(uow, deliveries))
+            self._count(
+                await self._transactions.run(functools.partial(self._apply_fresh, deliveries))
+            )
             return []
         except (Rejected, Unstorable):
             log.warning("batch_refused_applying_one_by_one", consumer=self.name)
         dead: list[DeadLetter] = []
         for delivery in deliveries:
             try:
-                await self._transactions.run(functools.partial(self._apply_one, delivery))
+                self._count(
+                    await self._transactions.run(functools.partial(self._apply_fresh, [delivery]))
+                )
             except (Rejected, Unstorable) as refused:
                 # Not remembered in the inbox: replayed from the dead letters once its cause
                 # is mended, it must still apply.
                 dead.append(DeadLetter(delivery.record, refused.reason))
         return dead
 
-    async def _apply_one(self, delivery: Delivery, uow: U) -> None:
-        await self._apply_fresh(uow, [delivery])
-
-    async def _apply_fresh(self, uow: U, deliveries: list[Delivery]) -> None:
+    async def _apply_fresh(self, deliveries: list[Delivery], uow: U) -> Counts:
         fresh = await self._remember(uow, deliveries)
-        duplicates = len(deliveries) - len(fresh)
         if fresh:
             await self._handler([d.message for d in fresh], uow)
-        self.duplicates += duplicates
-        self.applied += len(fresh)
-        CONSUMED.labels(self.name, "duplicate").inc(duplicates)
-        CONSUMED.labels(self.name, "applied").inc(len(fresh))
+        return Counts(applied=len(fresh), duplicates=len(deliveries) - len(fresh))
+
+    def _count(self, counts: Counts) -> None:
+        """Counted once the transaction committed: a retried one is not counted twice."""
+        self.applied += counts.applied
+        self.duplicates += counts.duplicates
+        CONSUMED.labels(self.name, "applied").inc(counts.applied)
+        CONSUMED.labels(self.name, "duplicate").inc(counts.duplicates)
 
     async def _remember(self, uow: U, deliveries: list[Delivery]) -> list[Delivery]:
         fresh_keys = await uow.inbox.remember(self.name, [d.inbox_key for d in deliveries])

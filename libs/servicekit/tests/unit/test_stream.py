@@ -9,7 +9,8 @@ itself hands over batches: records built by its `build_message`, to `process_mes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from servicekit.stream import (
     dead_letter_record,
     rewind,
 )
+from servicekit.unit_of_work import Conflict, Transactions
 
 TOPIC = "portal.contracts.policy.v1"
 GROUP = "loyalty"
@@ -117,6 +119,34 @@ async def test_a_batch_of_cloudevents_is_applied_once_each_in_one_handler_call()
 
     assert handler.batches == [[first, second]], "the repeated event is absorbed by the inbox"
     assert (stream.consumers[0].applied, stream.consumers[0].duplicates) == (2, 1)
+
+
+async def test_a_batch_whose_commit_conflicts_is_applied_again_and_counted_once() -> None:
+    handler = Applied()
+    uow = InMemoryUnitOfWork()
+    inner = memory_transactions(uow)
+    commits = 0
+
+    @asynccontextmanager
+    async def conflicting_once_at_commit() -> AsyncIterator[InMemoryUnitOfWork]:
+        nonlocal commits
+        async with inner.begin() as begun:
+            yield begun
+            commits += 1
+            if commits == 1:
+                raise Conflict("could not serialize access")  # rolls the state back
+
+    settings = ServiceSettings(service_name="loyalty", instance_id="unit")
+    stream = EventStream(settings, Transactions(conflicting_once_at_commit))
+    stream.subscriber(GROUP, TOPIC)(handler)
+    paid = premium_paid("pol-1", 1)
+    async with TestKafkaBroker(stream.broker) as broker:
+        data = encode(paid, "/contracts").data
+        await broker.publish(data, TOPIC, key=b"pol-1", headers=text_headers(paid))
+
+    assert handler.batches == [[paid], [paid]], "the handler decided again on fresh state"
+    assert uow.events.published == [paid]
+    assert (stream.consumers[0].applied, stream.consumers[0].duplicates) == (1, 0)
 
 
 async def test_an_event_seen_before_is_not_applied_again() -> None:
