@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -20,7 +21,12 @@ from aiokafka.errors import KafkaError
 from servicekit.db import Connection
 from servicekit.kafka import OutgoingRecord
 from servicekit.logging import get_logger
-from servicekit.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from servicekit.metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PUBLISH_FAILURES,
+    OUTBOX_PUBLISHED,
+)
 
 log = get_logger(__name__)
 
@@ -29,6 +35,17 @@ Publish = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
 _PENDING = """
 SELECT id, topic, partition_key, headers, payload FROM outbox
 WHERE published_at IS NULL ORDER BY id LIMIT $1
+"""
+
+# Bounded cost whatever the backlog: the count stops at BACKLOG_COUNT_LIMIT rows of the
+# partial index, the oldest row is the first one of it.
+BACKLOG_COUNT_LIMIT = 100_000
+_BACKLOG = """
+SELECT
+  (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL
+                         LIMIT 100000) AS pending) AS backlog,
+  (SELECT EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8 FROM outbox
+   WHERE published_at IS NULL ORDER BY id LIMIT 1) AS oldest_age
 """
 
 
@@ -47,6 +64,7 @@ class OutboxRelay:
         batch_size: int = 1000,
         idle_interval: float = 0.05,
         retention_rounds: int = 1000,
+        measure_interval: float = 1.0,
     ) -> None:
         self._pool = pool
         self._publish = publish
@@ -55,6 +73,8 @@ class OutboxRelay:
         self._idle_interval = idle_interval
         self._retention_rounds = retention_rounds
         self._metrics_label = name
+        self._measure_interval = measure_interval
+        self._measured_at = float("-inf")
         self.published = 0
 
     async def publish_pending(self) -> int:
@@ -93,6 +113,7 @@ class OutboxRelay:
         while not stop.is_set():
             # Losing the lock connection loses leadership: stop rather than race a new leader.
             await lock_conn.fetchval("SELECT 1")
+            await self._measure_now_and_then()
             try:
                 published = await self.publish_pending()
             except KafkaError as exc:
@@ -112,6 +133,28 @@ class OutboxRelay:
     async def _purge_published(self) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute("DELETE FROM outbox WHERE published_at < now() - interval '7 days'")
+
+    async def measure(self) -> tuple[int, float]:
+        """Set the backlog gauges (OPS-2): unpublished rows (counted up to
+        BACKLOG_COUNT_LIMIT) and the age of the oldest of them in seconds (0 when none)."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(_BACKLOG)
+        assert row is not None  # one row, always
+        backlog, age = int(row["backlog"]), float(row["oldest_age"] or 0.0)
+        OUTBOX_BACKLOG.labels(self._metrics_label).set(backlog)
+        OUTBOX_OLDEST_AGE.labels(self._metrics_label).set(max(age, 0.0))
+        return backlog, age
+
+    async def _measure_now_and_then(self) -> None:
+        """Only the leading relay measures, at most once per `measure_interval`; a broker
+        that refuses every round still lets the backlog's age grow (and alert)."""
+        if time.monotonic() - self._measured_at < self._measure_interval:
+            return
+        self._measured_at = time.monotonic()
+        try:
+            await self.measure()
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("outbox_measure_failed", error=type(exc).__name__)
 
     async def backlog(self) -> int:
         async with self._pool.acquire() as conn:
