@@ -193,3 +193,22 @@ class RotateSigningKey:
 @dataclass(frozen=True)
 class PublishedKeys:
     pass
+
+
+@dataclass(frozen=True)
+class CreateOperator:
+    """OPS-1: an operator account (by an administrator at the command line)."""
+
+    username: str
+    password: str
+    totp_secret: str | None = None  # base32; generated when not given
+
+
+@dataclass(frozen=True)
+class OperatorLogin:
+    """OPS-1: password and the current one-time password, always both."""
+
+    username: str
+    password: str
+    otp: str
+    client: str = ""

@@ -10,13 +10,14 @@ sessions, codes and throttles, which verifiers check against the wall clock too)
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, assert_never
 
 from contracts_schemas import identity as ev
@@ -44,9 +45,10 @@ from identity.domain.model import (
     normalise_username,
     username_key,
 )
+from identity.domain.operators import OPERATOR_ROLE, Operator, matching_step
 from identity.domain.rules import CodeCheck, IdentityError, Reason
 from identity.ports import DeviceSignatures, PasswordChecks, PasswordHasher, Secrets, TokenSigner
-from identity.unit_of_work import IdentityUnitOfWork, UsernameTaken
+from identity.unit_of_work import IdentityUnitOfWork, OperatorTaken, UsernameTaken
 
 log = get_logger(__name__)
 
@@ -78,6 +80,9 @@ class IdentityConfig:
     token_leeway: timedelta = timedelta(seconds=30)  # verifiers' leeway: keys stay that long too
     reset_url: str = "https://portal.example/passwort-neu?token="
     recent_auth: timedelta = timedelta(minutes=10)  # binding a device needs a fresh SMS login
+    # OPS-1: operator tokens are for the console only: their own audience, never "portal".
+    operator_audience: str = "portal-operators"
+    operator_token_ttl: timedelta = timedelta(minutes=15)
 
 
 _LOGIN_FAILED = "Benutzername oder Passwort ist nicht korrekt."
@@ -446,6 +451,88 @@ class Identity:
         if session.revoked_at is None:
             await self._revoke(uow, session, self.wall.now(), "revoked_by_customer")
         return Outcome("revoked")
+
+    # ------------------------------------------------------------ OPS-1 operators
+
+    async def create_operator(self, command: c.CreateOperator, uow: IdentityUnitOfWork) -> Outcome:
+        """OPS-1: an operator account with a mandatory TOTP second factor; the secret is
+        shown once, to be entered into an authenticator app."""
+        username = normalise_username(command.username)
+        if not 3 <= len(username) <= 64 or any(ch.isspace() for ch in username):
+            raise IdentityError(Reason.INVALID_INPUT, "username: 3 to 64 characters, no spaces")
+        context = rules.PasswordContext(username, "", "", date.min)  # no personal data
+        problems = rules.password_problems(
+            command.password, context, is_breached=self.checks.is_breached,
+            strength=self.checks.strength,
+        )  # fmt: skip
+        if problems:
+            raise IdentityError(Reason.WEAK_PASSWORD, " ".join(problems), problems=problems)
+        secret = (
+            command.totp_secret
+            or base64.b32encode(
+                hashlib.sha256(self.secrets.token().encode()).digest()[:20]
+            ).decode()
+        )
+        operator = Operator(
+            operator_id=f"op-{self.secrets.new_id()}", username=username,
+            username_key=username_key(username), password_hash=self.hasher.hash(command.password),
+            totp_secret=secret, created_at=self.wall.now(),
+        )  # fmt: skip
+        try:
+            await uow.operators.add(operator)
+        except OperatorTaken:
+            raise IdentityError(Reason.CONFLICT, "an operator with this username exists") from None
+        return Outcome("operator_created", {
+            "operator_id": operator.operator_id, "username": username, "totp_secret": secret,
+        })  # fmt: skip
+
+    async def operator_login(self, command: c.OperatorLogin, uow: IdentityUnitOfWork) -> Result:
+        """OPS-1: password AND one-time password in one step (no token without the second
+        factor); a used code is spent; failures are throttled like customers' logins.
+        The token has the operator audience and `role: operator`, so customer routes
+        (audience `portal`) refuse it."""
+        now = self.wall.now()
+        key = username_key(command.username)
+        throttle = await uow.throttles.get(f"operator:{key}")
+        address = await uow.throttles.get(f"addr:{command.client}")
+        wait = max(rules.blocked_seconds(throttle, now), rules.blocked_seconds(address, now))
+        if wait:
+            self.hasher.verify_dummy(command.password)
+            return Refused(_throttled(wait))
+        operator = await uow.operators.by_username(key)
+        step = None
+        if operator is None or operator.disabled_at is not None:
+            self.hasher.verify_dummy(command.password)
+        elif self.hasher.verify(operator.password_hash, command.password):
+            step = matching_step(operator.totp_secret, command.otp, now, operator.last_totp_step)
+        if operator is None or step is None:
+            rules.record_failure(throttle, rules.ACCOUNT_THROTTLE, now)
+            rules.record_failure(address, rules.ADDRESS_THROTTLE, now)
+            await uow.throttles.save(throttle)
+            await uow.throttles.save(address)
+            return Refused(IdentityError(Reason.LOGIN_FAILED, _LOGIN_FAILED))
+        rules.clear_failures(throttle)
+        await uow.throttles.save(throttle)
+        operator.last_totp_step = step
+        operator.last_login_at = now
+        await uow.operators.save(operator)
+        signing_key = await self._signing_key(uow, now)
+        expires = now + self.config.operator_token_ttl
+        claims: dict[str, Any] = {
+            "iss": self.config.issuer, "aud": self.config.operator_audience,
+            "sub": operator.operator_id, "preferred_username": operator.username,
+            "role": OPERATOR_ROLE, "iat": int(now.timestamp()), "exp": int(expires.timestamp()),
+            "jti": self.secrets.new_id(), "auth_time": int(now.timestamp()),
+            "amr": ["pwd", "otp", "mfa"], "acr": ACR_TWO_FACTOR,
+        }  # fmt: skip
+        log.info("operator_login", operator_id=operator.operator_id)
+        return Outcome("authenticated", {
+            "access_token": self.signer.sign(claims, signing_key.private_jwk),
+            "token_type": "Bearer",
+            "expires_in": int(self.config.operator_token_ttl.total_seconds()),
+            "role": OPERATOR_ROLE, "operator_id": operator.operator_id,
+            "username": operator.username,
+        })  # fmt: skip
 
     # ------------------------------------------------------------ ID-3 activation
 

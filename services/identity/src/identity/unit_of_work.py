@@ -19,6 +19,7 @@ from identity.domain.model import (
     SigningKey,
     Throttle,
 )
+from identity.domain.operators import Operator
 
 
 class UsernameTaken(Exception):
@@ -126,3 +127,22 @@ class IdentityUnitOfWork(UnitOfWork, Protocol):
 
     @property
     def signing_keys(self) -> SigningKeys: ...
+
+    @property
+    def operators(self) -> Operators: ...
+
+
+class OperatorTaken(Exception):
+    """An operator with this username exists."""
+
+
+class Operators(Protocol):
+    async def by_username(self, key: str) -> Operator | None:
+        """The operator, locked for this transaction."""
+        ...
+
+    async def add(self, operator: Operator) -> None:
+        """Raises OperatorTaken when the username key (or the id) exists."""
+        ...
+
+    async def save(self, operator: Operator) -> None: ...

@@ -9,6 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from contracts_schemas import identity as ev
 from contracts_schemas import topics
 from contracts_schemas.cloudevents import decode, from_kafka
 from contracts_schemas.common import Carrier
+from identity import commands as c
 from identity.bootstrap import Service, build
 from identity.config import IdentitySettings
 from identity.entrypoints.api import create_app
@@ -220,3 +222,27 @@ async def test_id4_lockout_same_answers_and_id5_id6_sms_login_and_mtan_for_other
         anonymous = await http.post(f"/internal/identity/mtans/{mtan_id}/consume", json=consume)
         assert anonymous.status_code == 401
         assert json.dumps(asked.json()).find(code) == -1  # the code never leaves by HTTP
+
+
+async def test_ops1_operator_account_on_postgres_login_over_http_and_customer_routes_refuse_it(
+) -> None:  # fmt: skip
+    from identity.domain.operators import time_step, totp
+
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    async with identity_service() as (service, http, _prefix):
+        await service.transactions.execute(
+            service.identity.create_operator, c.CreateOperator("ops-it", PASSWORD, secret)
+        )
+        code = totp(secret, time_step(datetime.now(UTC)))
+        body = {"username": "ops-it", "password": PASSWORD, "otp": code}
+        login = await http.post("/identity/operators/login", json=body)
+        assert login.status_code == 200, login.text
+        token = login.json()["access_token"]
+        assert login.json()["role"] == "operator"
+        replayed = await http.post("/identity/operators/login", json=body)
+        assert replayed.status_code == 401, replayed.text
+        me = await http.get("/identity/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 401, me.text
+        async with service.runtime.pool.acquire() as conn:
+            stored = await conn.fetchval("SELECT totp_secret_enc FROM operators")
+        assert secret.encode() not in bytes(stored)

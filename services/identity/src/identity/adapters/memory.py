@@ -19,7 +19,8 @@ from identity.domain.model import (
     SigningKey,
     Throttle,
 )
-from identity.unit_of_work import UsernameTaken
+from identity.domain.operators import Operator
+from identity.unit_of_work import OperatorTaken, UsernameTaken
 
 T = TypeVar("T")
 
@@ -169,3 +170,22 @@ class InMemoryIdentityUnitOfWork(InMemoryUnitOfWork):
         self.throttles = MemoryThrottles()
         self.policies = MemoryPolicies()
         self.signing_keys = MemorySigningKeys()
+        self.operators = MemoryOperators()
+
+
+class MemoryOperators:
+    def __init__(self) -> None:
+        self.rows: dict[str, Operator] = {}
+
+    async def by_username(self, key: str) -> Operator | None:
+        return _copy(next((o for o in self.rows.values() if o.username_key == key), None))
+
+    async def add(self, operator: Operator) -> None:
+        if operator.operator_id in self.rows or any(
+            o.username_key == operator.username_key for o in self.rows.values()
+        ):
+            raise OperatorTaken(operator.username)
+        self.rows[operator.operator_id] = _copy(operator)
+
+    async def save(self, operator: Operator) -> None:
+        self.rows[operator.operator_id] = _copy(operator)

@@ -31,7 +31,8 @@ from identity.domain.model import (
     SigningKey,
     Throttle,
 )
-from identity.unit_of_work import UsernameTaken
+from identity.domain.operators import Operator
+from identity.unit_of_work import OperatorTaken, UsernameTaken
 
 _ACCOUNT_COLUMNS = (
     "customer_id, username, username_key, password_hash, first_name, last_name,"
@@ -412,6 +413,51 @@ class PostgresSigningKeys:
         )
 
 
+_OPERATOR_COLUMNS = (
+    "operator_id, username, username_key, password_hash, totp_secret_enc, created_at,"
+    " last_login_at, last_totp_step, disabled_at"
+)
+
+
+class PostgresOperators:
+    def __init__(self, conn: Connection, cipher: FieldCipher) -> None:
+        self._conn = conn
+        self._cipher = cipher
+
+    async def by_username(self, key: str) -> Operator | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_OPERATOR_COLUMNS} FROM operators WHERE username_key = $1 FOR UPDATE", key
+        )
+        if row is None:
+            return None
+        values = dict(row)
+        values["totp_secret"] = self._cipher.decrypt(
+            bytes(values.pop("totp_secret_enc")), "totp_secret"
+        )
+        return Operator(**values)
+
+    async def add(self, operator: Operator) -> None:
+        try:
+            await self._conn.execute(
+                f"INSERT INTO operators ({_OPERATOR_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                operator.operator_id, operator.username, operator.username_key,
+                operator.password_hash, self._cipher.encrypt(operator.totp_secret, "totp_secret"),
+                operator.created_at, operator.last_login_at, operator.last_totp_step,
+                operator.disabled_at,
+            )  # fmt: skip
+        except asyncpg.UniqueViolationError:
+            raise OperatorTaken(operator.username) from None
+
+    async def save(self, operator: Operator) -> None:
+        await self._conn.execute(
+            "UPDATE operators SET password_hash = $2, last_login_at = $3, last_totp_step = $4,"
+            " disabled_at = $5 WHERE operator_id = $1",
+            operator.operator_id, operator.password_hash, operator.last_login_at,
+            operator.last_totp_step, operator.disabled_at,
+        )  # fmt: skip
+
+
 class PostgresIdentityUnitOfWork(PostgresUnitOfWork):
     def __init__(self, conn: Connection, store: EventStore, cipher: FieldCipher) -> None:
         super().__init__(conn, store)
@@ -422,3 +468,4 @@ class PostgresIdentityUnitOfWork(PostgresUnitOfWork):
         self.throttles = PostgresThrottles(conn)
         self.policies = PostgresPolicies(conn)
         self.signing_keys = PostgresSigningKeys(conn, cipher)
+        self.operators = PostgresOperators(conn, cipher)

@@ -70,6 +70,12 @@ class RegistrationIn(Body):
     policy_number: str | None = Field(default=None, max_length=100)
 
 
+class OperatorLoginIn(Body):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+    otp: str = Field(min_length=6, max_length=10, description="the authenticator app's code")
+
+
 class LoginIn(Body):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1000)
@@ -256,6 +262,13 @@ def create_app(service: IdentityService) -> FastAPI:
             body.username, body.password, client(request), body.device_id, body.challenge_id,
             _b64(body.signature) if body.signature else None,
         ))  # fmt: skip
+
+    @router.post("/identity/operators/login", tags=["operators"], responses=problems(401, 429))
+    async def operator_login(body: OperatorLoginIn, request: Request) -> JSONResponse:
+        """OPS-1: an operator's token for the console: password and one-time password
+        together; audience `portal-operators`, `role: operator` (customer routes refuse it)."""
+        return await run(h.operator_login, c.OperatorLogin(
+            body.username, body.password, body.otp, client(request)))  # fmt: skip
 
     @router.post("/identity/login/sms", responses=problems(400, 423))
     async def login_sms(body: TicketCodeIn, request: Request) -> JSONResponse:
