@@ -25,14 +25,16 @@ JOB_KINDS = ("monthly", "january", "expiry")
 # Figures from Prometheus (instant queries). Names follow servicekit.metrics and the
 # services' own metrics (OPS-2); PORTAL_PROMETHEUS_QUERIES overrides any of them.
 DEFAULT_QUERIES: dict[str, str] = {
-    "throughput": "sum by (consumer) (rate(portal_consumer_events_total[5m]))",
+    "throughput": "sum by (group) (rate(portal_consumer_events_total[5m]))",
     "published": "sum by (service) (rate(portal_outbox_published_total[5m]))",
     "outbox_backlog": "sum by (service) (portal_outbox_backlog)",
-    "lag": "sum by (consumer) (portal_consumer_lag)",
-    "dead_lettered": 'sum by (consumer) (portal_consumer_events_total{outcome="dead_lettered"})',
+    "outbox_age": "max by (service) (portal_outbox_oldest_unpublished_age_seconds)",
+    "lag": "sum by (group) (portal_consumer_lag)",
+    "dead_lettered": 'sum by (group) (portal_consumer_events_total{outcome="dead_lettered"})',
     "notifications": "sum by (channel, status) (notifier_deliveries_total)",
-    "claims": "sum by (status) (claims_by_status)",
-    "points": "sum by (kind) (increase(loyalty_points_total[{month}s]))",
+    "claims": "sum by (status) (portal_claims)",
+    "points": "sum by (movement) (increase(portal_loyalty_points_total[{month}s]))",
+    "http_5xx": 'sum by (service) (rate(portal_http_requests_total{status=~"5.."}[5m]))',
 }
 # Charts: time series over the last hour.
 CHARTS: dict[str, str] = {
@@ -40,6 +42,7 @@ CHARTS: dict[str, str] = {
     "published": "Veröffentlichte Ereignisse pro Sekunde (je Dienst)",
     "lag": "Consumer-Lag (je Gruppe)",
     "outbox_backlog": "Outbox-Rückstand (je Dienst)",
+    "http_5xx": "HTTP-5xx-Antworten pro Sekunde (je Dienst)",
 }
 
 

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts_schemas.base import Event
 from contracts_schemas.cloudevents import InvalidMessage, decode, from_kafka
 from contracts_schemas.topics import DEAD_LETTER_PREFIX
-from servicekit.kafka import reliable_producer
+from servicekit.kafka import reliable_producer, topic_partitions
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 DLQ_HEADER_PREFIX = "x-dlq-"
@@ -176,7 +176,7 @@ class KafkaOps:
         consumer = self._consumer()
         await consumer.start()
         try:
-            partitions = await _partitions(consumer, topics)
+            partitions = await _assigned(consumer, self._bootstrap, topics)
             return dict(await consumer.end_offsets(partitions)) if partitions else {}
         finally:
             await consumer.stop()
@@ -186,7 +186,7 @@ class KafkaOps:
         consumer = self._consumer()
         await consumer.start()
         try:
-            partitions = await _partitions(consumer, topics)
+            partitions = await _assigned(consumer, self._bootstrap, topics)
             if not partitions:
                 return dict.fromkeys(topics, 0)
             ends = await consumer.end_offsets(partitions)
@@ -205,10 +205,9 @@ class KafkaOps:
         consumer = self._consumer()
         await consumer.start()
         try:
-            partitions = await _partitions(consumer, topics)
+            partitions = await _assigned(consumer, self._bootstrap, topics)
             if not partitions:
                 return []
-            consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             begins = await consumer.beginning_offsets(partitions)
             wanted = {}
@@ -305,24 +304,14 @@ class KafkaOps:
             committed = {g: await admin.list_consumer_group_offsets(g) for g in groups}
         finally:
             await admin.close()
-        partitions = {tp for offsets in committed.values() for tp in offsets}
-        ends = await self._ends(sorted(partitions))
+        topics = sorted({tp.topic for offsets in committed.values() for tp in offsets})
+        ends = await self.end_offsets(topics)
         result = []
         for group, offsets in committed.items():
             for tp, meta in sorted(offsets.items()):
                 done = meta.offset if meta.offset >= 0 else None
                 result.append(Lag(group, tp.topic, tp.partition, done, ends.get(tp, 0)))
         return result
-
-    async def _ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        if not partitions:
-            return {}
-        consumer = self._consumer()
-        await consumer.start()
-        try:
-            return dict(await consumer.end_offsets(partitions))
-        finally:
-            await consumer.stop()
 
     # ------------------------------------------------------------------ history
 
@@ -369,10 +358,11 @@ _SERVICES = frozenset(
 )
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
-    await consumer.topics()  # fresh metadata of every topic
-    partitions = []
-    for topic in topics:
-        for p in sorted(consumer.partitions_for_topic(topic) or ()):
-            partitions.append(TopicPartition(topic, p))
+async def _assigned(consumer: AIOKafkaConsumer, bootstrap: str, topics: Sequence[str]
+                    ) -> list[TopicPartition]:  # fmt: skip
+    """Every partition of the topics that exist, assigned to `consumer` (which loads their
+    metadata; no group, nothing committed)."""
+    partitions = await topic_partitions(bootstrap, topics) if topics else []
+    if partitions:
+        consumer.assign(partitions)
     return partitions

@@ -1,8 +1,9 @@
 """Trace lookup by trace id or request id, in a JSON-lines file of finished spans.
 
-The observability work (OPS-2) writes spans to a local file under `make run`; until its
-format is settled the console reads one JSON object per line and accepts both a flat
-shape and OpenTelemetry's own JSON of a span:
+servicekit.tracing writes spans to `PORTAL_TRACE_FILE` (`make run`: `.local/run/traces.jsonl`),
+one JSON object per line (`servicekit.tracing.span_record`: trace_id, span_id,
+parent_span_id, name, service, start_ns, end_ns, attributes). The console also accepts
+ISO `start_time`/`end_time` and OpenTelemetry's own JSON of a span:
 
     {"trace_id": "4bf9...", "span_id": "00f0...", "parent_span_id": null,
      "name": "POST /contracts/...", "service": "contracts",
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,16 @@ class Span:
 def _hex(value: Any) -> str:
     text = str(value or "")
     return text[2:] if text.startswith("0x") else text
+
+
+def _time(data: dict[str, Any], which: str) -> str:
+    """ISO time of `start_time`/`end_time`, or of `start_ns`/`end_ns` (nanoseconds, as
+    servicekit.tracing's file exporter writes them)."""
+    nanos = data.get(f"{which}_ns")
+    if isinstance(nanos, int):
+        moment = datetime.fromtimestamp(nanos / 1e9, UTC)
+        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return str(data.get(f"{which}_time", ""))
 
 
 def parse_span(data: dict[str, Any]) -> Span | None:

@@ -34,7 +34,8 @@
   function figures(data) {
     const names = {
       throughput: "Durchsatz (Ereignisse/s)", published: "Veröffentlicht (Ereignisse/s)",
-      outbox_backlog: "Outbox-Rückstand", notifications: "Benachrichtigungen je Kanal und Status",
+      outbox_backlog: "Outbox-Rückstand", outbox_age: "Älteste unveröffentlichte Outbox-Zeile (s)",
+      notifications: "Benachrichtigungen je Kanal und Status",
       claims: "Schäden je Status", points: "Punkte diesen Monat (gutgeschrieben/verfallen)",
     };
     const box = document.getElementById("figures");
