@@ -43,6 +43,8 @@ lint: tools
 	$(UV) run ruff format --check .
 	$(UV) run mypy -p servicekit -p contracts_schemas -p contracts -p loyalty -p notifier
 	$(UV) run python -m contracts_schemas.export --check
+	@$(PLATFORM) ensure-prometheus
+	promtool check rules deploy/prometheus/rules/*.yml
 
 format: tools
 	$(UV) run ruff check --fix .
