@@ -17,8 +17,9 @@ from contracts_schemas.common import NotificationChannel
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from servicekit.asyncapi import document, mount
 from servicekit.http import CurrentCustomer, Problem, problems, requires
-from servicekit.permissions import Operation, SystemPermissions
+from servicekit.permissions import Operation
 from servicekit.runtime import Runtime
 from servicekit.unit_of_work import Transactions
 
@@ -28,6 +29,7 @@ from claims.config import ClaimsSettings
 from claims.domain.errors import ClaimsError, Reason
 from claims.domain.lifecycle import STATUS_LABELS, Step, allowed_transitions
 from claims.domain.model import NOT_TRACKED_MESSAGES, Attachment, Claim, HistoryEntry
+from claims.entrypoints.stream import STREAM
 from claims.handlers import ClaimsHandlers
 
 C = TypeVar("C")
@@ -215,8 +217,8 @@ async def _read(upload: UploadFile, limit: int) -> c.File:
 
 def create_app(service: ClaimsService) -> FastAPI:
     def register(app: FastAPI) -> None:
-        app.state.system_permissions = SystemPermissions(service.settings.system_operations)
         _routes(app, service)
+        mount(app, document(STREAM))  # /asyncapi and /asyncapi.json
 
     return service.runtime.http_app(service, register, customer_tokens=service.http)
 

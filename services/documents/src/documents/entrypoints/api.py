@@ -19,6 +19,7 @@ from contracts_schemas.documents import DocumentDelivery, DocumentIssuedUpstream
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from servicekit.asyncapi import document, mount
 from servicekit.http import CurrentCustomer, Problem, problems, requires
 from servicekit.permissions import Operation
 from servicekit.runtime import Runtime
@@ -35,6 +36,7 @@ from documents.domain.model import (
     Reason,
     SecureMessage,
 )
+from documents.entrypoints.stream import STREAM
 from documents.handlers import Content, Documents, DocumentView, MessageWithText
 
 C = TypeVar("C")
@@ -421,6 +423,7 @@ def create_app(service: DocumentsService) -> FastAPI:
 
     app.include_router(customer)
     app.include_router(internal)
+    mount(app, document(STREAM))  # /asyncapi and /asyncapi.json
     return app
 
 

@@ -17,6 +17,7 @@ import jwt
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from servicekit.asyncapi import document, mount
 from servicekit.auth import TokenVerifier, Unauthenticated
 from servicekit.clock import SystemClock
 from servicekit.http import InternalCaller, Problem, problems
@@ -27,6 +28,7 @@ from identity import commands as c
 from identity.adapters.postgres import PostgresIdentityUnitOfWork
 from identity.domain.model import Address, Outcome
 from identity.domain.rules import IdentityError, Reason
+from identity.entrypoints.stream import STREAM
 from identity.handlers import Identity, Refused
 
 C = TypeVar("C")
@@ -404,6 +406,7 @@ def create_app(service: IdentityService) -> FastAPI:
         return await run(h.consume_mtan, c.ConsumeMtan(body.customer_id, mtan_id, body.reference))
 
     app.include_router(router)
+    mount(app, document(STREAM))  # /asyncapi and /asyncapi.json
     return app
 
 
