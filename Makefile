@@ -5,6 +5,7 @@ UV_VERSION := 0.13.8
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PLATFORM := deploy/local/platform
+SERVICES := identity contracts loyalty notifier claims documents gateway
 
 .PHONY: help run stop test test-unit lint format bench schemas tools
 
@@ -41,7 +42,7 @@ test-unit: tools
 lint: tools
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
-	$(UV) run mypy -p servicekit -p contracts_schemas -p contracts -p loyalty -p notifier
+	$(UV) run mypy -p servicekit -p contracts_schemas $(addprefix -p ,$(SERVICES))
 	$(UV) run python -m contracts_schemas.export --check
 	@$(PLATFORM) ensure-prometheus
 	promtool check rules deploy/prometheus/rules/*.yml
