@@ -4,8 +4,14 @@ read with reason, position and decoded event; a replay goes to the original topi
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -127,3 +133,37 @@ async def test_ops1_customer_history_across_topics_and_the_lookup_is_recorded(
     assert [e.event_type.split(".")[-2] for e in entries] == ["AccountActivated"]
     lookups = await audit.lookups()
     assert (lookups[0]["customer_id"], lookups[0]["reason"]) == (customer, "Rückfrage Ticket 12")
+
+
+def test_ops3_portal_lists_and_replays_dead_letters_and_fails_with_non_zero_exit() -> None:
+    prefix = unique("portal-cli") + "."
+    schema = prefix.rstrip(".").replace("-", "_")
+    env = os.environ | {"PORTAL_TOPIC_PREFIX": prefix, "PORTAL_DATABASE_SCHEMA": schema,
+                        "PORTAL_SERVICES": "{}", "COLUMNS": "300"}  # fmt: skip
+    portal = str(Path(sys.executable).parent / "portal")
+    try:
+        asyncio.run(_dead_letter(prefix))
+        listed = subprocess.run(
+            [portal, "dead-letters", "list"], env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert "policy_not_found" in listed.stdout
+        assert "1 dead letters" in listed.stdout
+        assert "migration" not in listed.stdout
+        found = re.search(re.escape(prefix + dead_letter_topic(GROUP)) + r":\d+:\d+", listed.stdout)
+        assert found is not None, listed.stdout
+        ref = found.group(0)
+        replayed = subprocess.run(
+            [portal, "--operator", "anna", "dead-letters", "replay", ref], env=env,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        missing = subprocess.run(
+            [portal, "dead-letters", "replay", f"{prefix}{dead_letter_topic(GROUP)}:0:99"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert missing.returncode == 1
+        assert "REFUSED" in missing.stdout
+    finally:
+        asyncio.run(drop_schema(required_env("PORTAL_DATABASE_URL"), schema))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import asyncpg
 import httpx
@@ -81,8 +82,8 @@ def wire(settings: ConsoleSettings, audit: Audit, http: httpx.AsyncClient) -> Co
     )
 
 
-async def build(settings: ConsoleSettings) -> Service:
-    configure_logging(settings.service_name, settings.log_level)
+async def build(settings: ConsoleSettings, log_stream: IO[str] | None = None) -> Service:
+    configure_logging(settings.service_name, settings.log_level, log_stream)
     dsn = settings.database_url.get_secret_value()
     await migrate(dsn, settings.schema_name, migrations_in(MIGRATIONS))
     pool = await create_pool(dsn, settings.schema_name, settings.database_pool_max)

@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from servicekit.auth import basic_authorization
@@ -104,7 +105,9 @@ class Services:
 
     async def notifier_replay(self, message_key: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
-            "POST", "notifier", f"/internal/notifier/deliveries/{message_key}/replay"
+            "POST",
+            "notifier",
+            f"/internal/notifier/deliveries/{quote(message_key, safe='')}/replay",
         )
         return result
 

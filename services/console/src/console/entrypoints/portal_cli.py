@@ -67,7 +67,7 @@ def rebuild(service: str) -> int:
 
 
 async def _with_service(work: Callable[[Service], Awaitable[int]]) -> int:
-    service = await build(ConsoleSettings())
+    service = await build(ConsoleSettings(), log_stream=sys.stderr)  # stdout: the answer
     try:
         return await work(service)
     finally:
