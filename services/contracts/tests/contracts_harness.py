@@ -12,10 +12,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-from contracts.bootstrap import Service, build, create_http_app
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from contracts.bootstrap import Service, build
 from contracts.config import ContractsSettings
+from contracts.entrypoints.api import create_app
+from contracts.entrypoints.stream import subscribe
 from contracts_schemas import identity, upstream
-from contracts_schemas.base import Contract
+from contracts_schemas.base import Contract, UpstreamMessage
 from contracts_schemas.common import Carrier, ProductLine
 from servicekit.auth import (
     ServiceCredentials,
@@ -25,10 +29,11 @@ from servicekit.auth import (
 )
 from servicekit.clock import FixedClock
 from servicekit.db import drop_schema
+from servicekit.kafka import reliable_producer
 from servicekit.testing import publish, required_env, unique
 
 PRIVATE, JWKS = generate_signing_key("contracts-test")
-SECRETS = {"policy-admin": "pa-secret", "collections": "co-secret"}
+SECRETS = {"policy-admin": "pa-secret", "collections": "co-secret", "operators": "op-secret"}
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
@@ -37,9 +42,16 @@ class Running:
     service: Service
     http: httpx.AsyncClient
     prefix: str
+    producer: AIOKafkaProducer
 
-    async def publish(self, *messages: Contract) -> None:
-        await publish(self.service.runtime.producer, *messages, prefix=self.prefix)
+    async def publish(self, *messages: Contract, source: str | None = None) -> None:
+        """As their owners would: upstream messages from `/<source_system>`, the others
+        from `/identity` (or from `source`)."""
+        for message in messages:
+            origin = source or (
+                f"/{message.source_system}" if isinstance(message, UpstreamMessage) else "/identity"
+            )
+            await publish(self.producer, message, prefix=self.prefix, source=origin)
 
     def customer(self, customer_id: str) -> dict[str, str]:
         expires = datetime.now(UTC) + timedelta(hours=1)
@@ -47,6 +59,23 @@ class Running:
 
     def system(self, name: str, secret: str | None = None) -> dict[str, str]:
         return {"Authorization": basic_authorization(name, secret or SECRETS[name])}
+
+    @asynccontextmanager
+    async def served(self) -> AsyncIterator[str]:
+        """The same service's API over real HTTP on a free port; yields its base URL."""
+        config = uvicorn.Config(
+            create_app(self.service), host="127.0.0.1", port=0, log_config=None,
+            access_log=False,
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        try:
+            await self.until(lambda: _started(server))
+            port = server.servers[0].sockets[0].getsockname()[1]
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await task
 
     async def until(self, check: Any, within: float = 30.0) -> Any:
         deadline = asyncio.get_running_loop().time() + within
@@ -69,15 +98,24 @@ async def contracts_service() -> AsyncIterator[Running]:
         service_credentials={n: ServiceCredentials.digest(s) for n, s in SECRETS.items()},
     )
     service = await build(settings, FixedClock(NOW))
-    stop = asyncio.Event()
-    loops = [asyncio.create_task(loop(stop)) for loop in service.loops()]
-    transport = httpx.ASGITransport(app=create_http_app(service))
+    subscribe(service.stream, service.contracts)
+    # The relay publishes through the stream's broker: it stops first, so that the broker
+    # is never closed under a publish in flight (servicekit's `serve` stops both at once).
+    relay_stop, stream_stop = asyncio.Event(), asyncio.Event()
+    stream = asyncio.create_task(service.runtime.stream_loop(service.stream)(stream_stop))
+    relay = asyncio.create_task(service.runtime.outbox_loop(service.stream)(relay_stop))
+    transport = httpx.ASGITransport(app=create_app(service))
+    producer = reliable_producer(settings.kafka_bootstrap, unique("ct-test-producer"))
+    await producer.start()
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://contracts") as http:
-            yield Running(service, http, prefix)
+            yield Running(service, http, prefix, producer)
     finally:
-        stop.set()
-        await asyncio.gather(*loops, return_exceptions=True)
+        await producer.stop()
+        relay_stop.set()
+        await asyncio.gather(relay, return_exceptions=True)
+        stream_stop.set()
+        await asyncio.gather(stream, return_exceptions=True)
         await service.close()
         await drop_schema(settings.database_url.get_secret_value(), settings.schema_name)
 
@@ -119,3 +157,7 @@ def activated(customer: str) -> identity.AccountActivated:
         customer_ids=(customer,),
         customer_id=customer,
     )
+
+
+async def _started(server: uvicorn.Server) -> bool:
+    return server.started

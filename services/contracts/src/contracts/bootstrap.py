@@ -1,4 +1,8 @@
-"""The one place where the contracts service's adapters are wired to its handlers."""
+"""The one place where the contracts service's adapters are wired to its handlers.
+
+Never imports an entrypoint: `entrypoints.cli` builds the service here, subscribes its
+stream handlers (`entrypoints.stream.subscribe`) and serves `entrypoints.api.create_app`.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +10,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from contracts_schemas import topics
-from fastapi import FastAPI
 from servicekit.clock import Clock
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
+from servicekit.stream import EventStream
+from servicekit.unit_of_work import Transactions
 
 from contracts.adapters.mtan import MtanPort, NoMtanService
-from contracts.adapters.policies import PolicyRepository
+from contracts.adapters.postgres import PostgresContractsUnitOfWork
 from contracts.config import ContractsSettings
 from contracts.domain.catalogue import Catalogue
 from contracts.handlers import Contracts
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
-INGESTION_GROUP = "contracts.upstream-ingestion"
-IDENTITY_GROUP = "contracts.identity"
 
 
 @dataclass
 class Service:
     runtime: Runtime
+    transactions: Transactions[PostgresContractsUnitOfWork]
+    stream: EventStream[PostgresContractsUnitOfWork]
     contracts: Contracts
     http: httpx.AsyncClient
 
     def loops(self) -> list[Loop]:
-        return [
-            self.runtime.relay_loop(),
-            self.runtime.consumer_loop(
-                INGESTION_GROUP, [topics.UPSTREAM_CONTRACTS], self.contracts.ingest_batch
-            ),
-            self.runtime.consumer_loop(
-                IDENTITY_GROUP, [topics.IDENTITY_CUSTOMER], self.contracts.record_identity
-            ),
-        ]
+        """The outbox relay and the stream's subscribers (`entrypoints.stream.subscribe`)."""
+        return [self.runtime.outbox_loop(self.stream), self.runtime.stream_loop(self.stream)]
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -49,12 +46,10 @@ async def build(
     settings: ContractsSettings, clock: Clock | None = None, mtan: MtanPort | None = None
 ) -> Service:
     runtime = await Runtime.start(settings, MIGRATIONS, clock)
-    catalogue = Catalogue.from_config(settings.point_relevance)
-    contracts = Contracts(PolicyRepository(runtime.store), catalogue, mtan or NoMtanService())
-    return Service(runtime, contracts, httpx.AsyncClient())
-
-
-def create_http_app(service: Service) -> FastAPI:
-    from contracts.entrypoints.api import register
-
-    return service.runtime.http_app(service, register, customer_tokens=service.http)
+    transactions = runtime.transactions(PostgresContractsUnitOfWork)
+    contracts = Contracts(
+        Catalogue.from_config(settings.point_relevance), mtan or NoMtanService(), runtime.clock
+    )
+    return Service(
+        runtime, transactions, runtime.stream(transactions), contracts, httpx.AsyncClient()
+    )

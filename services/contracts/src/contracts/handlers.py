@@ -1,124 +1,255 @@
-"""Use cases of the contracts service: upstream messages in, customer commands and queries."""
+"""Use cases of the contracts service: upstream messages in, customer commands and queries.
+
+Each handler takes its input and a `ContractsUnitOfWork` that is already inside its
+transaction; it never opens one, holds a connection or writes SQL. Refusals are domain
+errors (`UpstreamRejected`, `CommandRejected`), mapped to HTTP problems or dead letters
+by the entrypoints.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date
+from typing import assert_never, get_args
+from uuid import UUID
 
-from contracts_schemas import identity, upstream
-from contracts_schemas.base import UpstreamMessage
+from contracts_schemas import identity
+from contracts_schemas.common import PostalAddress
 from contracts_schemas.contracts import PolicyEvent
-from servicekit.consumer import Delivery, Rejected
-from servicekit.db import Connection
+from contracts_schemas.upstream import (
+    PolicyCancelledUpstream,
+    PolicyholdersChangedUpstream,
+    PolicyIssuedUpstream,
+    PremiumPaidUpstream,
+)
+from servicekit.clock import Clock
+from servicekit.unit_of_work import Conflict, DuplicateEvent
 
 from contracts.adapters.mtan import MtanPort
-from contracts.adapters.policies import PolicyRepository, is_activated, mark_activated
+from contracts.domain import idempotency as idem
 from contracts.domain import policy as p
 from contracts.domain.catalogue import Catalogue
-from contracts.domain.errors import ReasonCode, UpstreamRejected
+from contracts.domain.errors import DomainError
 from contracts.domain.iban import parse_iban
 from contracts.domain.mtan import bank_details_mtan_reference
 from contracts.domain.views import ContractDetails, ContractSummary, contract_summaries
 from contracts.domain.views import contract_details as details_view
 from contracts.domain.visibility import NotVisibleReason, why_not_visible
+from contracts.unit_of_work import ContractsUnitOfWork
+
+UpstreamInput = (
+    PolicyIssuedUpstream
+    | PremiumPaidUpstream
+    | PolicyCancelledUpstream
+    | PolicyholdersChangedUpstream
+)
+UPSTREAM_TYPES: tuple[type[UpstreamInput], ...] = get_args(UpstreamInput)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a command recorded; `replayed` when the same request had been handled before
+    (then `event_ids` are those the first one recorded)."""
+
+    event_ids: tuple[UUID, ...]
+    replayed: bool
+
+    @property
+    def duplicate(self) -> bool:
+        """Nothing new was recorded (a replay, or an input without a second effect)."""
+        return self.replayed or not self.event_ids
+
+
+@dataclass(frozen=True)
+class ReportMove:
+    """CT-4: the customer reports a move; `idempotency_key` is the client's key."""
+
+    customer_id: str
+    policy_id: str
+    new_address: PostalAddress
+    moved_on: date
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class ChangeBankDetails:
+    """CT-4/ID-6: a new IBAN, confirmed with the mTAN `mtan_id`."""
+
+    customer_id: str
+    policy_id: str
+    iban: str = field(repr=False)
+    mtan_id: str
+
+
+@dataclass(frozen=True)
+class ContractOf:
+    customer_id: str
+    policy_id: str
+
+
+@dataclass(frozen=True)
+class WhyNotVisible:
+    customer_id: str
+    policy_number: str
+
+
+async def _save(
+    uow: ContractsUnitOfWork,
+    state: p.PolicyState | None,
+    events: Sequence[PolicyEvent],
+    key: idem.RequestKey,
+    fingerprint: str,
+    reused: DomainError,
+) -> Recorded:
+    """Append the events and record the request key in the same transaction.
+
+    An event id derived from this key that is stored already was recorded either by a
+    concurrent transaction that committed meanwhile (its record decides: replay or
+    reused) or, without a record, before records existed: refused like a reused key. A
+    concurrent transaction still in flight surfaces as DuplicateEvent: decide again.
+    """
+    ids = tuple(e.event_id for e in events)
+    if ids and await uow.policies.stored(ids):
+        # Stored since this transaction looked for the key's record: judge that record.
+        if (replay := await _replay(uow, key, fingerprint, reused)) is not None:
+            return replay
+        raise reused
+    try:
+        await uow.policies.save(state, events)
+    except DuplicateEvent as exc:
+        raise Conflict(f"event ids of {key.scope} {key.key!r} stored concurrently") from exc
+    await uow.requests.record(key, idem.RecordedRequest(fingerprint, ids))
+    return Recorded(ids, replayed=False)
+
+
+async def _replay(
+    uow: ContractsUnitOfWork, key: idem.RequestKey, fingerprint: str, reused: DomainError
+) -> Recorded | None:
+    ids = idem.is_replay(await uow.requests.recorded(key), fingerprint, reused)
+    return None if ids is None else Recorded(tuple(ids), replayed=True)
 
 
 @dataclass(frozen=True)
 class Contracts:
-    policies: PolicyRepository
+    """The handlers, with what they need besides the unit of work."""
+
     catalogue: Catalogue
     mtan: MtanPort
+    clock: Clock
 
-    async def ingest(self, conn: Connection, message: UpstreamMessage) -> list[PolicyEvent]:
-        """CT-1: record one upstream message; [] when it was recorded before.
+    async def ingest(self, message: UpstreamInput, uow: ContractsUnitOfWork) -> Recorded:
+        """CT-1: record one upstream message, once per (source system, message id).
 
-        Raises UpstreamRejected with the reason, ConcurrencyConflict when the policy moved.
+        The same message again is a replay; another message with a used id is refused
+        (`message_id_reused`), as is any message a rule refuses (`UpstreamRejected`).
         """
-        policy_id = p.policy_id_for(message.policy_number)
-        state = await self.policies.load(conn, policy_id)
+        key, fingerprint = idem.upstream_key(message), idem.upstream_fingerprint(message)
+        reused = idem.message_id_reused(message)
+        if (replay := await _replay(uow, key, fingerprint, reused)) is not None:
+            return replay
+        state = await uow.policies.load(p.policy_id_for(message.policy_number))
         ctx = p.DecisionContext(p.upstream_event_ids(message), message.occurred_at)
         events = self._decide(state, message, ctx)
-        await self.policies.save(conn, state, events)
-        return events
+        return await _save(uow, state, events, key, fingerprint, reused)
 
     def _decide(
-        self, state: p.PolicyState | None, message: UpstreamMessage, ctx: p.DecisionContext
+        self, state: p.PolicyState | None, message: UpstreamInput, ctx: p.DecisionContext
     ) -> list[PolicyEvent]:
         match message:
-            case upstream.PolicyIssuedUpstream():
+            case PolicyIssuedUpstream():
                 return p.issue_policy(state, message, self.catalogue, ctx)
-            case upstream.PremiumPaidUpstream():
+            case PremiumPaidUpstream():
                 return p.record_premium_payment(state, message, self.catalogue, ctx)
-            case upstream.PolicyCancelledUpstream():
+            case PolicyCancelledUpstream():
                 return p.cancel_policy(state, message, ctx)
-            case upstream.PolicyholdersChangedUpstream():
+            case PolicyholdersChangedUpstream():
                 return p.change_policyholders(state, message, ctx)
-        raise UpstreamRejected(ReasonCode.POLICY_NOT_FOUND, f"unsupported {message.type_name()}")
+            case _:
+                assert_never(message)
 
-    async def ingest_batch(self, conn: Connection, deliveries: Sequence[Delivery]) -> None:
-        """Consumer handler of the ingestion topic; refused messages go to dead letters."""
-        for delivery in deliveries:
-            if not isinstance(delivery.message, UpstreamMessage):
-                raise Rejected(f"{delivery.cloud_event.type} is not an upstream message")
-            try:
-                await self.ingest(conn, delivery.message)
-            except UpstreamRejected as rejected:
-                raise Rejected(f"{rejected.code.value}: {rejected.detail}") from rejected
+    async def record_activations(
+        self, events: Sequence[identity.AccountActivated], uow: ContractsUnitOfWork
+    ) -> None:
+        """ID-3: remember who activated their account (again: no second effect)."""
+        await uow.activations.mark_activated([(e.customer_id, e.occurred_at) for e in events])
 
-    async def record_identity(self, conn: Connection, deliveries: Sequence[Delivery]) -> None:
-        """ID-3: remember who activated their account."""
-        activated = [
-            (d.message.customer_id, d.message.occurred_at)
-            for d in deliveries
-            if isinstance(d.message, identity.AccountActivated)
-        ]
-        await mark_activated(conn, activated)
-
-    async def is_activated(self, conn: Connection, customer_id: str) -> bool:
-        return await is_activated(conn, customer_id)
-
-    async def my_contracts(self, conn: Connection, customer_id: str) -> list[ContractSummary]:
+    async def my_contracts(
+        self, customer_id: str, uow: ContractsUnitOfWork
+    ) -> list[ContractSummary]:
         """CT-3: the contracts this customer may see."""
-        activated = await is_activated(conn, customer_id)
-        states = await self.policies.of_customer(conn, customer_id)
+        activated = await uow.activations.is_activated(customer_id)
+        states = await uow.policies.of_customer(customer_id)
         return contract_summaries(states, customer_id, activated, self.catalogue)
 
-    async def contract(self, conn: Connection, customer_id: str, policy_id: str) -> ContractDetails:
+    async def contract(self, query: ContractOf, uow: ContractsUnitOfWork) -> ContractDetails:
         """CT-4: details; raises ContractNotVisible (same answer for strangers as unknown)."""
-        state = await self.policies.load(conn, policy_id)
-        activated = await is_activated(conn, customer_id)
-        return details_view(state, customer_id, activated, self.catalogue)
+        state = await uow.policies.load(query.policy_id)
+        activated = await uow.activations.is_activated(query.customer_id)
+        return details_view(state, query.customer_id, activated, self.catalogue)
 
     async def why_not_visible(
-        self, conn: Connection, customer_id: str, policy_number: str
+        self, query: WhyNotVisible, uow: ContractsUnitOfWork
     ) -> NotVisibleReason | None:
         """CT-3: "why don't I see contract X?"."""
-        state = await self.policies.load(conn, p.policy_id_for(policy_number))
-        return why_not_visible(customer_id, await is_activated(conn, customer_id), state)
+        state = await uow.policies.load(p.policy_id_for(query.policy_number))
+        activated = await uow.activations.is_activated(query.customer_id)
+        return why_not_visible(query.customer_id, activated, state)
 
     async def change_bank_details(
-        self, conn: Connection, customer_id: str, policy_id: str, iban: str, mtan_id: str,
-        now: datetime,
-    ) -> list[PolicyEvent]:  # fmt: skip
-        """CT-4/ID-6: new IBAN, confirmed by an mTAN bound to this policy and IBAN."""
-        state = await self.policies.load(conn, policy_id)
-        reference = bank_details_mtan_reference(policy_id, parse_iban(iban))
-        command = p.ChangeBankDetails(
-            customer_id, await is_activated(conn, customer_id), policy_id, iban
-        )
-        confirmation = await self.mtan.confirmation(customer_id, mtan_id, reference)
-        ctx = p.DecisionContext(p.deterministic_event_ids(f"bank:{mtan_id}"), now)
-        events = p.change_bank_details(state, command, confirmation, ctx)
-        await self.policies.save(conn, state, events)
-        return events
+        self, command: ChangeBankDetails, uow: ContractsUnitOfWork
+    ) -> Recorded:
+        """CT-4/ID-6: a new IBAN, confirmed by an mTAN bound to this policy and IBAN.
 
-    async def report_move(
-        self, conn: Connection, command: p.ReportMove, request_id: str, now: datetime
-    ) -> list[PolicyEvent]:
-        """CT-4: a move; the same request retried has one effect."""
-        state = await self.policies.load(conn, command.policy_id)
-        ctx = p.DecisionContext(p.deterministic_event_ids(f"move:{request_id}"), now)
-        events = p.report_move(state, command, ctx)
-        await self.policies.save(conn, state, events)
-        return events
+        The mTAN id is the request's key (scoped by customer and policy): the same change
+        again is a replay, the same mTAN id with another IBAN is refused.
+        """
+        iban = parse_iban(command.iban)
+        key = idem.client_key("bank-details", command.customer_id, command.policy_id,
+                              command.mtan_id)  # fmt: skip
+        fingerprint = idem.fingerprint({"iban": iban.value})
+        reused = idem.idempotency_key_reused()
+        if (replay := await _replay(uow, key, fingerprint, reused)) is not None:
+            return replay
+        state = await uow.policies.load(command.policy_id)
+        activated = await uow.activations.is_activated(command.customer_id)
+        reference = bank_details_mtan_reference(command.policy_id, iban)
+        confirmation = await self.mtan.confirmation(command.customer_id, command.mtan_id, reference)
+        ctx = p.DecisionContext(
+            p.client_key_event_ids("bank", command.customer_id, command.policy_id, command.mtan_id),
+            self.clock.now(),
+        )
+        decision = p.ChangeBankDetails(
+            command.customer_id, activated, command.policy_id, command.iban
+        )
+        events = p.change_bank_details(state, decision, confirmation, ctx)
+        return await _save(uow, state, events, key, fingerprint, reused)
+
+    async def report_move(self, command: ReportMove, uow: ContractsUnitOfWork) -> Recorded:
+        """CT-4: a move. The Idempotency-Key (scoped by customer and policy) makes a retry
+        a replay with the same answer; the same key with another body is refused."""
+        key = idem.client_key("move", command.customer_id, command.policy_id,
+                              command.idempotency_key)  # fmt: skip
+        fingerprint = idem.fingerprint(
+            {
+                "new_address": command.new_address.model_dump(mode="json"),
+                "moved_on": command.moved_on.isoformat(),
+            }
+        )
+        reused = idem.idempotency_key_reused()
+        if (replay := await _replay(uow, key, fingerprint, reused)) is not None:
+            return replay
+        state = await uow.policies.load(command.policy_id)
+        activated = await uow.activations.is_activated(command.customer_id)
+        ctx = p.DecisionContext(
+            p.client_key_event_ids(
+                "move", command.customer_id, command.policy_id, command.idempotency_key
+            ),
+            self.clock.now(),
+        )
+        decision = p.ReportMove(
+            command.customer_id, activated, command.policy_id, command.new_address,
+            command.moved_on,
+        )  # fmt: skip
+        events = p.report_move(state, decision, ctx)
+        return await _save(uow, state, events, key, fingerprint, reused)

@@ -34,9 +34,10 @@ async def test_ct1_the_same_upstream_message_delivered_twice_on_kafka_has_one_ef
 async def test_ct1_an_unrecordable_upstream_message_is_dead_lettered_with_its_reason() -> None:
     async with contracts_service() as running:
         await running.publish(paid("UNKNOWN-1"), issued("PHV-200", ("ben",)))
-        group = running.prefix + "contracts.upstream-ingestion"
         dead = await read_topic(
-            running.service.runtime.settings.kafka_bootstrap, f"portal.dlq.{group}", at_least=1
+            running.service.runtime.settings.kafka_bootstrap,
+            running.prefix + "portal.dlq.contracts.upstream-ingestion",
+            at_least=1,
         )
         assert len(dead) == 1
         assert (header(dead[0], "x-dlq-reason") or "").startswith("policy_not_found")

@@ -27,6 +27,7 @@ class ReasonCode(StrEnum):
     ALREADY_CANCELLED = "already_cancelled"
     PAYMENT_CONFLICT = "payment_conflict"
     INVALID_CUSTOMER_IDS = "invalid_customer_ids"
+    MESSAGE_ID_REUSED = "message_id_reused"
 
     # customer commands (CT-3, CT-4, ID-3, ID-6)
     ACCOUNT_NOT_ACTIVATED = "account_not_activated"
@@ -43,6 +44,7 @@ class ReasonCode(StrEnum):
     IBAN_WRONG_LENGTH = "iban_wrong_length"
     IBAN_WRONG_CHECKSUM = "iban_wrong_checksum"
     IBAN_NOT_SEPA = "iban_not_sepa"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 class DomainError(Exception):

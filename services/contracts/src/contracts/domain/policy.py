@@ -35,7 +35,6 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid5
-from zoneinfo import ZoneInfo
 
 from contracts_schemas.base import UpstreamMessage
 from contracts_schemas.common import Carrier, PostalAddress, ProductLine
@@ -54,6 +53,7 @@ from contracts_schemas.upstream import (
     PolicyIssuedUpstream,
     PremiumPaidUpstream,
 )
+from servicekit.clock import berlin_date
 
 from contracts.domain.catalogue import INSURED_VISIBILITY_LINES, Catalogue
 from contracts.domain.errors import CommandRejected, ReasonCode, UpstreamRejected
@@ -65,8 +65,6 @@ from contracts.domain.mtan import (
     require_confirmed_mtan,
 )
 from contracts.domain.visibility import ViewerRole, require_visible
-
-BERLIN = ZoneInfo("Europe/Berlin")
 
 #: Namespace of the deterministic (uuid5) event ids of the contracts service.
 EVENT_ID_NAMESPACE = UUID("6f1c2d0e-8a4b-5c3d-9e7f-0a1b2c3d4e5f")
@@ -92,8 +90,16 @@ def deterministic_event_ids(key: str, namespace: UUID = EVENT_ID_NAMESPACE) -> N
 
 
 def upstream_event_ids(message: UpstreamMessage) -> NewEventId:
-    """CT-1: the same upstream message always yields the same event ids."""
+    """CT-1: the same upstream message always yields the same event ids: they depend on
+    (source system, message id) only, on Kafka and on HTTP alike."""
     return deterministic_event_ids(f"upstream\n{message.source_system}\n{message.message_id}")
+
+
+def client_key_event_ids(kind: str, customer_id: str, policy_id: str, key: str) -> NewEventId:
+    """Ids of a customer's change from a key the client chose (Idempotency-Key, mTAN id):
+    scoped by customer and policy, so one key used for two contracts, or by two customers,
+    gives two changes."""
+    return deterministic_event_ids(f"{kind}\n{customer_id}\n{policy_id}\n{key}")
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ class DecisionContext:
     @property
     def today(self) -> date:
         """The business date (Europe/Berlin) of `now`."""
-        return self.now.astimezone(BERLIN).date()
+        return berlin_date(self.now)
 
 
 # --------------------------------------------------------------------------- state

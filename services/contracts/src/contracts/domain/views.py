@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from contracts_schemas.common import Carrier, PostalAddress, ProductLine
+from servicekit.clock import berlin_date
 
 from contracts.domain.catalogue import Catalogue, carrier_name
-from contracts.domain.policy import BERLIN, PolicyState, PolicyStatus
+from contracts.domain.policy import PolicyState, PolicyStatus
 from contracts.domain.visibility import ViewerRole, is_visible, require_visible
 
 
@@ -170,7 +171,7 @@ def contract_details(
     payments = tuple(
         PaymentView(
             payment_id=payment.payment_id,
-            paid_on=payment.paid_at.astimezone(BERLIN).date(),
+            paid_on=berlin_date(payment.paid_at),
             amount_cents=payment.amount_cents,
         )
         for payment in sorted(policy.payments, key=lambda p: p.paid_at, reverse=True)
@@ -198,7 +199,7 @@ def contract_details(
             BankDetailsView(
                 iban_masked=policy.iban_masked,
                 changed_on=(
-                    policy.bank_details_changed_at.astimezone(BERLIN).date()
+                    berlin_date(policy.bank_details_changed_at)
                     if policy.bank_details_changed_at
                     else None
                 ),

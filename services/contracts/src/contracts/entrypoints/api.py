@@ -1,24 +1,44 @@
-"""HTTP API of the contracts service: customers' contracts, and upstream systems' intake."""
+"""HTTP API of the contracts service: customers' contracts, and upstream systems' intake.
+
+Each route parses, makes ONE handler call in a transaction of its own
+(`service.transactions.execute`) and maps the result or the refusal to HTTP. No route
+answers 500 for anything a request can cause: refusals, reused keys, values the
+database refuses and conflicts that outlast the retries are problems (4xx).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from contracts_schemas import upstream
-from contracts_schemas.base import UpstreamMessage
+from contracts_schemas.base import NO_CONTROL_CHARACTERS
 from contracts_schemas.common import PostalAddress
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-from servicekit.db import Connection
-from servicekit.eventstore import transaction_retrying_conflicts
-from servicekit.http import CurrentCustomer, InternalCaller, Problem
+from servicekit.asyncapi import document, mount
+from servicekit.http import CurrentCustomer, Problem, problems, requires
+from servicekit.permissions import Operation
+from servicekit.unit_of_work import Conflict, Unstorable
 
 from contracts.bootstrap import Service
-from contracts.domain import policy as p
-from contracts.domain.errors import CommandRejected, ReasonCode, UpstreamRejected
+from contracts.domain.errors import CommandRejected, DomainError, ReasonCode, UpstreamRejected
 from contracts.domain.views import ContractDetails, ContractSummary
 from contracts.domain.visibility import ContractNotVisible
+from contracts.entrypoints.stream import STREAM
+from contracts.handlers import (
+    ChangeBankDetails,
+    ContractOf,
+    Recorded,
+    ReportMove,
+    UpstreamInput,
+    WhyNotVisible,
+)
+from contracts.unit_of_work import ContractsUnitOfWork
+
+C = TypeVar("C")
+T = TypeVar("T")
 
 customer = APIRouter(prefix="/contracts", tags=["customers"])
 internal = APIRouter(prefix="/internal/upstream", tags=["upstream systems"])
@@ -31,18 +51,28 @@ _FORBIDDEN_CODES = {
     ReasonCode.NOT_POLICYHOLDER,
 }
 
+PolicyId = Annotated[str, Path(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
+PolicyNumber = Annotated[str, Query(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)]
+IdempotencyKey = Annotated[str, Header(min_length=8, max_length=100, pattern=r"^[\x21-\x7e]+$")]
 
-def service(request: Request) -> Service:
+
+def _service(request: Request) -> Service:
     svc: Service = request.app.state.service
     return svc
 
 
-ServiceDep = Annotated[Service, Depends(service)]
+ServiceDep = Annotated[Service, Depends(_service)]
+# OWASP API5: policy administration owns policies, cancellations and policyholders;
+# collections owns payments (grants per environment: PORTAL_SYSTEM_OPERATIONS).
+PolicyAdministration = Annotated[str, Depends(requires(Operation.POLICIES))]
+Collections = Annotated[str, Depends(requires(Operation.PAYMENTS))]
 
 
-class Recorded(BaseModel):
-    recorded_event_ids: list[str]
-    duplicate: bool
+class RecordedAnswer(BaseModel):
+    recorded_event_ids: list[str] = Field(
+        description="The events the message recorded (for a replay: those of its first delivery)"
+    )
+    duplicate: bool = Field(description="Nothing new was recorded")
 
 
 class Visibility(BaseModel):
@@ -53,8 +83,8 @@ class Visibility(BaseModel):
 
 
 class BankDetailsChange(BaseModel):
-    iban: str = Field(min_length=15, max_length=42)
-    mtan_id: str = Field(min_length=1, max_length=100)
+    iban: str = Field(min_length=15, max_length=42, pattern=NO_CONTROL_CHARACTERS)
+    mtan_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
 
 
 class MoveReport(BaseModel):
@@ -62,94 +92,135 @@ class MoveReport(BaseModel):
     moved_on: date
 
 
-def _customer_problem(error: CommandRejected) -> Problem:
-    if isinstance(error, ContractNotVisible):
-        status = 404
-    elif error.code in _FORBIDDEN_CODES:
-        status = 403
-    elif error.code is ReasonCode.POLICY_ENDED:
-        status = 409
-    else:
-        status = 422
+def _problem(error: DomainError, status: int) -> Problem:
     return Problem(
         status, error.code.value, error.detail, type_=f"urn:portal:problem:{error.code.value}"
     )
 
 
+def _customer_problem(error: CommandRejected) -> Problem:
+    if isinstance(error, ContractNotVisible):
+        return _problem(error, 404)
+    if error.code in _FORBIDDEN_CODES:
+        return _problem(error, 403)
+    if error.code is ReasonCode.POLICY_ENDED:
+        return _problem(error, 409)
+    return _problem(error, 422)
+
+
+async def _execute(
+    svc: Service, handler: Callable[[C, ContractsUnitOfWork], Awaitable[T]], command: C
+) -> T:
+    """One handler call in its own transaction; what a request can cause becomes a 4xx."""
+    try:
+        return await svc.transactions.execute(handler, command)
+    except UpstreamRejected as rejected:
+        raise _problem(rejected, 422) from None
+    except CommandRejected as rejected:
+        raise _customer_problem(rejected) from None
+    except Unstorable as refused:
+        raise Problem(
+            422, "unstorable", f"the database refuses a value: {refused.reason}",
+            type_="urn:portal:problem:unstorable",
+        ) from None  # fmt: skip
+    except Conflict:
+        raise Problem(
+            409, "concurrent_change",
+            "Der Vertrag wurde gerade gleichzeitig geändert. Bitte versuchen Sie es erneut.",
+            type_="urn:portal:problem:concurrent-change",
+        ) from None  # fmt: skip
+
+
+# --------------------------------------------------------------------------- upstream
+
+_INTAKE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": RecordedAnswer,
+        "description": "The same message again (a replay), or one without a new effect",
+    },
+    **problems(403, 409, 422),
+}
+
+
 async def _ingest(
-    svc: Service, caller: str, message: UpstreamMessage, response: Response
-) -> Recorded:
+    svc: Service, caller: str, message: UpstreamInput, response: Response
+) -> RecordedAnswer:
     if message.source_system != caller:
         raise Problem(
-            403, "Forbidden", f"credentials of {caller!r} cannot send for {message.source_system!r}"
-        )
-    try:
-        events = await transaction_retrying_conflicts(
-            svc.runtime.pool, lambda conn: svc.contracts.ingest(conn, message)
-        )
-    except UpstreamRejected as rejected:
-        raise Problem(
-            422, rejected.code.value, rejected.detail,
-            type_=f"urn:portal:problem:{rejected.code.value}",
-        ) from None  # fmt: skip
-    response.status_code = 201 if events else 200
-    return Recorded(recorded_event_ids=[str(e.event_id) for e in events], duplicate=not events)
+            403, "Forbidden",
+            f"credentials of {caller!r} cannot send for {message.source_system!r}",
+            type_="urn:portal:problem:forbidden-source-system",
+        )  # fmt: skip
+    recorded: Recorded = await _execute(svc, svc.contracts.ingest, message)
+    response.status_code = 200 if recorded.duplicate else 201
+    return RecordedAnswer(
+        recorded_event_ids=[str(i) for i in recorded.event_ids], duplicate=recorded.duplicate
+    )
 
 
-@internal.post("/policies", response_model=Recorded, status_code=201)
+@internal.post(
+    "/policies", response_model=RecordedAnswer, status_code=201, responses=_INTAKE_RESPONSES
+)
 async def policy_issued(
-    message: upstream.PolicyIssuedUpstream,
-    svc: ServiceDep,
-    caller: InternalCaller,
+    message: upstream.PolicyIssuedUpstream, svc: ServiceDep, caller: PolicyAdministration,
     response: Response,
-) -> Recorded:
+) -> RecordedAnswer:  # fmt: skip
     """CT-1: policy administration issued (or re-issued) a policy."""
     return await _ingest(svc, caller, message, response)
 
 
-@internal.post("/payments", response_model=Recorded, status_code=201)
+@internal.post(
+    "/payments", response_model=RecordedAnswer, status_code=201, responses=_INTAKE_RESPONSES
+)
 async def premium_paid(
-    message: upstream.PremiumPaidUpstream,
-    svc: ServiceDep,
-    caller: InternalCaller,
+    message: upstream.PremiumPaidUpstream, svc: ServiceDep, caller: Collections,
     response: Response,
-) -> Recorded:
+) -> RecordedAnswer:  # fmt: skip
     """CT-1: collections received a premium payment."""
     return await _ingest(svc, caller, message, response)
 
 
-@internal.post("/cancellations", response_model=Recorded, status_code=201)
+@internal.post(
+    "/cancellations", response_model=RecordedAnswer, status_code=201, responses=_INTAKE_RESPONSES
+)
 async def policy_cancelled(
-    message: upstream.PolicyCancelledUpstream, svc: ServiceDep, caller: InternalCaller,
+    message: upstream.PolicyCancelledUpstream, svc: ServiceDep, caller: PolicyAdministration,
     response: Response,
-) -> Recorded:  # fmt: skip
+) -> RecordedAnswer:  # fmt: skip
     """CT-1: policy administration cancelled a policy."""
     return await _ingest(svc, caller, message, response)
 
 
-@internal.post("/policyholder-changes", response_model=Recorded, status_code=201)
+@internal.post(
+    "/policyholder-changes",
+    response_model=RecordedAnswer,
+    status_code=201,
+    responses=_INTAKE_RESPONSES,
+)
 async def policyholders_changed(
-    message: upstream.PolicyholdersChangedUpstream, svc: ServiceDep, caller: InternalCaller,
+    message: upstream.PolicyholdersChangedUpstream, svc: ServiceDep, caller: PolicyAdministration,
     response: Response,
-) -> Recorded:  # fmt: skip
+) -> RecordedAnswer:  # fmt: skip
     """CT-1: the policyholders of a policy changed."""
     return await _ingest(svc, caller, message, response)
+
+
+# --------------------------------------------------------------------------- customers
 
 
 @customer.get("", response_model=list[ContractSummary])
 async def my_contracts(principal: CurrentCustomer, svc: ServiceDep) -> list[ContractSummary]:
     """CT-3: the contracts the logged-in customer may see."""
-    async with svc.runtime.pool.acquire() as conn:
-        return await svc.contracts.my_contracts(conn, principal.customer_id)
+    return await _execute(svc, svc.contracts.my_contracts, principal.customer_id)
 
 
 @customer.get("/visibility", response_model=Visibility)
 async def why_not_visible(
-    policy_number: str, principal: CurrentCustomer, svc: ServiceDep
+    policy_number: PolicyNumber, principal: CurrentCustomer, svc: ServiceDep
 ) -> Visibility:
     """CT-3: "why don't I see contract X?"."""
-    async with svc.runtime.pool.acquire() as conn:
-        reason = await svc.contracts.why_not_visible(conn, principal.customer_id, policy_number)
+    query = WhyNotVisible(principal.customer_id, policy_number)
+    reason = await _execute(svc, svc.contracts.why_not_visible, query)
     if reason is None:
         return Visibility(policy_number=policy_number, visible=True)
     return Visibility(
@@ -158,60 +229,48 @@ async def why_not_visible(
     )  # fmt: skip
 
 
-@customer.get("/{policy_id}", response_model=ContractDetails)
-async def contract(policy_id: str, principal: CurrentCustomer, svc: ServiceDep) -> ContractDetails:
+@customer.get("/{policy_id}", response_model=ContractDetails, responses=problems(404))
+async def contract(
+    policy_id: PolicyId, principal: CurrentCustomer, svc: ServiceDep
+) -> ContractDetails:
     """CT-4: coverage, tariff, add-ons, premium and schedule, bank details."""
-    try:
-        async with svc.runtime.pool.acquire() as conn:
-            return await svc.contracts.contract(conn, principal.customer_id, policy_id)
-    except CommandRejected as rejected:
-        raise _customer_problem(rejected) from None
+    return await _execute(svc, svc.contracts.contract, ContractOf(principal.customer_id, policy_id))
 
 
-@customer.put("/{policy_id}/bank-details", status_code=204)
+@customer.put("/{policy_id}/bank-details", status_code=204, responses=problems(403, 404, 409, 422))
 async def change_bank_details(
-    policy_id: str, change: BankDetailsChange, principal: CurrentCustomer, svc: ServiceDep
+    policy_id: PolicyId, change: BankDetailsChange, principal: CurrentCustomer, svc: ServiceDep
 ) -> Response:
-    """CT-4/ID-6: a new IBAN, confirmed with an mTAN."""
-    now = svc.runtime.clock.now()
-
-    async def work(conn: Connection) -> object:
-        return await svc.contracts.change_bank_details(
-            conn, principal.customer_id, policy_id, change.iban, change.mtan_id, now
-        )
-
-    try:
-        await transaction_retrying_conflicts(svc.runtime.pool, work)
-    except CommandRejected as rejected:
-        raise _customer_problem(rejected) from None
+    """CT-4/ID-6: a new IBAN, confirmed with an mTAN (its id is the request's key)."""
+    command = ChangeBankDetails(principal.customer_id, policy_id, change.iban, change.mtan_id)
+    await _execute(svc, svc.contracts.change_bank_details, command)
     return Response(status_code=204)
 
 
-@customer.post("/{policy_id}/moves", status_code=204)
+@customer.post("/{policy_id}/moves", status_code=204, responses=problems(403, 404, 409, 422))
 async def report_move(
-    policy_id: str,
+    policy_id: PolicyId,
     move: MoveReport,
     principal: CurrentCustomer,
     svc: ServiceDep,
-    idempotency_key: Annotated[str, Header(min_length=8, max_length=100)],
+    idempotency_key: IdempotencyKey,
 ) -> Response:
-    """CT-4: report a move; retried with the same Idempotency-Key it has one effect."""
-    now = svc.runtime.clock.now()
-
-    async def work(conn: Connection) -> object:
-        activated = await svc.contracts.is_activated(conn, principal.customer_id)
-        command = p.ReportMove(
-            principal.customer_id, activated, policy_id, move.new_address, move.moved_on
-        )
-        return await svc.contracts.report_move(conn, command, idempotency_key, now)
-
-    try:
-        await transaction_retrying_conflicts(svc.runtime.pool, work)
-    except CommandRejected as rejected:
-        raise _customer_problem(rejected) from None
+    """CT-4: report a move. Retried with the same Idempotency-Key it has one effect and the
+    same answer; the same key with another body is refused (422)."""
+    command = ReportMove(
+        principal.customer_id, policy_id, move.new_address, move.moved_on, idempotency_key
+    )
+    await _execute(svc, svc.contracts.report_move, command)
     return Response(status_code=204)
 
 
 def register(app: FastAPI) -> None:
     app.include_router(customer)
     app.include_router(internal)
+    mount(app, document(STREAM))  # /asyncapi and /asyncapi.json
+
+
+def create_app(service: Service) -> FastAPI:
+    """The contracts HTTP app: service credentials for upstream systems, tokens for
+    customers (keys fetched with the service's HTTP client)."""
+    return service.runtime.http_app(service, register, customer_tokens=service.http)

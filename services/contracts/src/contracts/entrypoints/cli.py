@@ -1,4 +1,4 @@
-"""`contracts serve`: the HTTP API, the outbox relay and the ingestion consumers."""
+"""`contracts serve`: the HTTP API, the outbox relay and the stream's subscribers."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import asyncio
 
 from servicekit.runtime import serve_service
 
-from contracts.bootstrap import build, create_http_app
+from contracts.bootstrap import build
 from contracts.config import ContractsSettings
+from contracts.entrypoints.api import create_app
+from contracts.entrypoints.stream import subscribe
 
 
 async def _serve() -> None:
-    await serve_service(await build(ContractsSettings()), create_http_app)
+    service = await build(ContractsSettings())
+    subscribe(service.stream, service.contracts)
+    await serve_service(service, create_app)
 
 
 def main() -> None:

@@ -1,0 +1,77 @@
+"""In-memory twins of the contracts repositories, for unit tests of the handlers.
+
+They keep the semantics of the PostgreSQL ones: appends check the stream version and
+event id uniqueness (servicekit's in-memory event log), a request key is recorded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from contracts_schemas.contracts import PolicyEvent
+from servicekit.memory import InMemoryEventLog, InMemoryUnitOfWork
+from servicekit.unit_of_work import Conflict
+
+from contracts.adapters.codec import policy_event
+from contracts.domain.idempotency import RecordedRequest, RequestKey
+from contracts.domain.policy import PolicyState, fold
+
+
+class InMemoryPolicies:
+    def __init__(self, events: InMemoryEventLog) -> None:
+        self._events = events
+        self.customer_policies: set[tuple[str, str]] = set()
+
+    async def load(self, policy_id: str) -> PolicyState | None:
+        return fold(policy_event(r) for r in await self._events.read_stream(policy_id))
+
+    async def save(self, state: PolicyState | None, events: Sequence[PolicyEvent]) -> None:
+        if not events:
+            return
+        expected = 0 if state is None else state.version
+        await self._events.append(events[0].aggregate_id, expected, events)
+        self.customer_policies |= {(c, e.policy_id) for e in events for c in e.customer_ids}
+
+    async def of_customer(self, customer_id: str) -> list[PolicyState]:
+        ids = sorted(p for c, p in self.customer_policies if c == customer_id)
+        states = [await self.load(policy_id) for policy_id in ids]
+        return [s for s in states if s is not None]
+
+    async def stored(self, event_ids: Sequence[UUID]) -> set[UUID]:
+        every = {e.event_id for stream in self._events.streams.values() for e in stream}
+        return every.intersection(event_ids)
+
+
+class InMemoryActivations:
+    def __init__(self) -> None:
+        self.activated: dict[str, datetime] = {}
+
+    async def is_activated(self, customer_id: str) -> bool:
+        return customer_id in self.activated
+
+    async def mark_activated(self, activations: Sequence[tuple[str, datetime]]) -> None:
+        for customer_id, at in activations:
+            self.activated.setdefault(customer_id, at)
+
+
+class InMemoryRequests:
+    def __init__(self) -> None:
+        self.records: dict[RequestKey, RecordedRequest] = {}
+
+    async def recorded(self, key: RequestKey) -> RecordedRequest | None:
+        return self.records.get(key)
+
+    async def record(self, key: RequestKey, request: RecordedRequest) -> None:
+        if key in self.records:
+            raise Conflict(f"request key {key.scope} {key.key!r} was recorded concurrently")
+        self.records[key] = request
+
+
+class InMemoryContractsUnitOfWork(InMemoryUnitOfWork):
+    def __init__(self) -> None:
+        super().__init__()
+        self.policies = InMemoryPolicies(self.events)
+        self.activations = InMemoryActivations()
+        self.requests = InMemoryRequests()
