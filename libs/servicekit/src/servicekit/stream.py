@@ -112,8 +112,10 @@ class InboxConsumer(Generic[U]):
         transactions: Transactions[U],
         publish: Publish,
         dead_letter_topic: str,
+        inbox: bool = True,
     ) -> None:
         self.name = name
+        self._inbox = inbox
         self._handler = handler
         self._transactions = transactions
         self._publish = publish
@@ -171,6 +173,8 @@ class InboxConsumer(Generic[U]):
         CONSUMED.labels(self.name, "duplicate").inc(counts.duplicates)
 
     async def _remember(self, uow: U, deliveries: list[Delivery]) -> list[Delivery]:
+        if not self._inbox:
+            return deliveries
         fresh_keys = await uow.inbox.remember(self.name, [d.inbox_key for d in deliveries])
         return _first_of_each(d for d in deliveries if d.inbox_key in fresh_keys)
 
@@ -263,14 +267,21 @@ class EventStream(Generic[U]):
     def topic(self, name: str) -> str:
         return self._settings.topic_prefix + name
 
-    def subscriber(self, group: str, *topics: str) -> Callable[[InboxHandler[U]], InboxHandler[U]]:
-        """Register `handler` as consumer group `group` of `topics` (unprefixed names)."""
+    def subscriber(
+        self, group: str, *topics: str, inbox: bool = True
+    ) -> Callable[[InboxHandler[U]], InboxHandler[U]]:
+        """Register `handler` as consumer group `group` of `topics` (unprefixed names).
+
+        `inbox=False` hands every delivery to the handler, repeats included: for a handler
+        whose own state decides what "the same message" is (an intake that must refuse a
+        reused id with a different body rather than drop it unseen).
+        """
 
         def register(handler: InboxHandler[U]) -> InboxHandler[U]:
             group_id = self.topic(group)
             consumer = InboxConsumer(
                 group_id, handler, self._transactions, self.publish,
-                self.topic(dead_letter_topic(group)),
+                self.topic(dead_letter_topic(group)), inbox,
             )  # fmt: skip
             names = [self.topic(t) for t in topics]
             self._topics += [*names, consumer.dead_letter_topic]

@@ -162,6 +162,22 @@ async def test_an_event_seen_before_is_not_applied_again() -> None:
     assert stream.consumers[0].duplicates == 1
 
 
+async def test_without_the_inbox_every_delivery_reaches_the_handler_repeats_included() -> None:
+    """For a handler whose own state decides "the same message" (contracts' intake)."""
+    handler = Applied()
+    uow = InMemoryUnitOfWork()
+    stream = EventStream(ServiceSettings(service_name="contracts"), memory_transactions(uow))
+    stream.subscriber(GROUP, TOPIC, inbox=False)(handler)
+    paid = premium_paid("pol-1", 1)
+    async with TestKafkaBroker(stream.broker) as broker:
+        data = encode(paid, "/contracts").data
+        for _ in range(2):
+            await broker.publish(data, TOPIC, key=b"pol-1", headers=text_headers(paid))
+
+    assert handler.batches == [[paid], [paid]]
+    assert uow.inbox.seen == {}
+
+
 async def test_a_rejected_message_is_dead_lettered_with_its_reason_and_never_remembered() -> None:
     handler = Applied(refuse_policy="pol-closed")
     stream, uow = stream_with(handler)

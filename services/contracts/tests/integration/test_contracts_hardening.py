@@ -101,11 +101,6 @@ async def test_ct1_http_a_reused_message_id_for_another_payment_is_a_422_never_a
         assert await event_types(running, "P2-710") == ["PolicyIssued", "PremiumPaid"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="servicekit's inbox drops a second message with the same ce_source+ce_id before "
-    "the handler sees it; needs EventStream.subscriber(..., inbox=False) (see README)",
-)
 async def test_ct1_kafka_dead_letters_a_reused_message_id_and_records_what_follows() -> None:
     async with contracts_service() as running:
         await running.publish(issued("P1-720", ("kai",)), issued("P2-720", ("kai",)))

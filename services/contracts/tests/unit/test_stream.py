@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import pytest
 from contracts.adapters.memory import InMemoryContractsUnitOfWork
 from contracts.adapters.mtan import NoMtanService
 from contracts.config import ContractsSettings
@@ -91,11 +90,6 @@ async def test_ct1_a_payment_reusing_the_message_id_of_a_policy_is_recorded() ->
     assert running.types("PHV-1") == ["PolicyIssued", "PremiumPaid"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="servicekit's inbox drops the second ce_source+ce_id before the handler sees it; "
-    "needs EventStream.subscriber(..., inbox=False) (README, Duplicates)",
-)
 async def test_ct1_a_reused_message_id_is_dead_lettered_and_the_messages_behind_it_apply() -> None:
     """Issue 7 item 4: dead-lettered with its reason, never a stopped consumer."""
     running = ContractsStream()

@@ -42,7 +42,7 @@ STREAM = StreamSpec(
 def subscribe(stream: EventStream[U], contracts: Contracts) -> KafkaBroker:
     """Declare the subscribers on the service's stream; returns its broker."""
 
-    @stream.subscriber(INGESTION_GROUP, *STREAM.topics(INGESTION_GROUP))
+    @stream.subscriber(INGESTION_GROUP, *STREAM.topics(INGESTION_GROUP), inbox=False)
     async def upstream_intake(messages: Sequence[Contract], uow: U) -> None:
         """CT-1: policies and payments from policy administration and collections."""
         for message in messages:
