@@ -5,7 +5,9 @@ UV_VERSION := 0.13.8
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PLATFORM := deploy/local/platform
-SERVICES := identity contracts loyalty notifier claims documents gateway
+SERVICES := identity contracts loyalty notifier claims documents gateway console
+# The services with a stream side: each has a committed AsyncAPI document.
+STREAMING := identity contracts loyalty notifier claims documents
 
 .PHONY: help run stop test test-unit lint format bench schemas tools
 
@@ -44,6 +46,7 @@ lint: tools
 	$(UV) run ruff format --check .
 	$(UV) run mypy -p servicekit -p contracts_schemas $(addprefix -p ,$(SERVICES))
 	$(UV) run python -m contracts_schemas.export --check
+	$(UV) run python -m servicekit.asyncapi_cli --check $(STREAMING)
 	@$(PLATFORM) ensure-prometheus
 	promtool check rules deploy/prometheus/rules/*.yml
 
