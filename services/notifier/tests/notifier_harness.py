@@ -32,8 +32,11 @@ from contracts_schemas.claims import (
 )
 from contracts_schemas.common import NotificationChannel, PostalAddress
 from contracts_schemas.identity import (
+    AccountLocked,
     ActivationCodeIssued,
+    ContactDetailsChanged,
     CustomerRegistered,
+    EmailVerified,
     LoginCodeRequested,
 )
 from notifier.bootstrap import Service, build
@@ -154,18 +157,38 @@ class Customer:
             mobile=self.mobile,
         )
 
+    def email_verified(self, email: str | None = None) -> EmailVerified:
+        """ID-1: the address proven (security notices go only to a verified address)."""
+        return EmailVerified(**self._identity(None), email=email or self.email)
+
+    def locked(self, minutes: int = 30) -> AccountLocked:
+        return AccountLocked(
+            **self._identity(None), locked_until=now() + timedelta(minutes=minutes)
+        )
+
+    def email_changed(self, new_email: str) -> ContactDetailsChanged:
+        """ID-8 as identity announces it: once the new address is proven, with the old one."""
+        return ContactDetailsChanged(
+            **self._identity(None), email=new_email, previous_email=self.email
+        )
+
     def claim_status(
         self,
         claim_id: str = "claim-1",
         new_status: ClaimStatus = ClaimStatus.DOCUMENTS_REQUESTED,
         at: datetime | None = None,
+        *,
+        old_status: ClaimStatus = ClaimStatus.IN_REVIEW,
+        expected: date = date(2026, 12, 31),
+        previously_expected: date | None = None,
     ) -> ClaimStatusChanged:
         return ClaimStatusChanged(
             **self._claim(claim_id, at),
             claim_number=f"SCH-2026-{claim_id[-6:]:>06}",
-            old_status=ClaimStatus.IN_REVIEW,
+            old_status=old_status,
             new_status=new_status,
-            expected_completion_date=date(2026, 12, 31),
+            expected_completion_date=expected,
+            previous_expected_completion_date=previously_expected,
         )
 
     def channel_chosen(
@@ -238,6 +261,7 @@ def settings_for(prefix: str, **overrides: Any) -> NotifierSettings:
         "sms_api_key": "abcd1234",
         "sms_api_secret": "Sup3rSecret",
         "sms_timeout_seconds": 2.0,
+        "documents_timeout_seconds": 2.0,
         "sending_lease_seconds": 5.0,
         "retry_base_seconds": 0.2,
         "retry_max_seconds": 1.0,

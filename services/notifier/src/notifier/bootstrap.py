@@ -20,6 +20,7 @@ from servicekit.stream import EventStream
 from servicekit.unit_of_work import Transactions
 
 from notifier.adapters.channel import Channel, ChannelRouter
+from notifier.adapters.documents_http import HttpDocumentSource
 from notifier.adapters.email_smtp import SmtpEmailChannel
 from notifier.adapters.postgres import PostgresNotifierUnitOfWork
 from notifier.adapters.print_queue import DirectoryPrintQueue, LetterChannel
@@ -68,7 +69,11 @@ def channels(settings: NotifierSettings, http: httpx.AsyncClient, clock: Clock) 
         configured[ChannelKind.SMS] = VonageSmsChannel(http, sms, clock=clock)
     if settings.print_queue_dir is not None:
         queue = DirectoryPrintQueue(settings.print_queue_dir)
-        configured[ChannelKind.LETTER] = LetterChannel(queue, settings.letters(), clock=clock)
+        documents = settings.documents()
+        source = HttpDocumentSource(http, documents) if documents is not None else None
+        configured[ChannelKind.LETTER] = LetterChannel(
+            queue, settings.letters(), clock=clock, documents=source
+        )
     return ChannelRouter(configured)
 
 

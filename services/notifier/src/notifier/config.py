@@ -1,7 +1,8 @@
 """Settings of the notifier (PORTAL_* environment variables), per environment (NT-1).
 
 A channel is switched on by configuring it: `PORTAL_SMTP_HOST` for e-mail,
-`PORTAL_SMS_BASE_URL` (+ key and secret) for SMS, `PORTAL_PRINT_QUEUE_DIR` for letters. A
+`PORTAL_SMS_BASE_URL` (+ key and secret) for SMS, `PORTAL_PRINT_QUEUE_DIR` for letters
+(document letters also need `PORTAL_DOCUMENTS_BASE_URL` + `PORTAL_DOCUMENTS_SECRET`). A
 message for a channel that is not configured waits and is retried (the configuration is
 at fault, not the message), so a fixed deployment sends the backlog.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from servicekit.settings import ServiceSettings
 
+from notifier.adapters.documents_http import DocumentsApiSettings
 from notifier.adapters.email_smtp import SmtpSecurity, SmtpSettings
 from notifier.adapters.letters import LetterSettings
 from notifier.adapters.render import RenderSettings
@@ -51,6 +53,14 @@ class NotifierSettings(ServiceSettings):
     print_queue_dir: Path | None = None
     letter_font_path: Path | None = None
 
+    # --- the documents service's print route, for document letters' enclosures (DOC-4):
+    # the notifier calls it as the internal system `documents_system` (documents must grant
+    # that system the operation `documents`). Without it, document letters wait and retry.
+    documents_base_url: str | None = None
+    documents_system: str = "notifier"
+    documents_secret: SecretStr | None = None
+    documents_timeout_seconds: float = Field(default=30.0, gt=0)
+
     # --- wording shared by the templates
     portal_name: str = "Meine Allianz"
     portal_url: str = "https://www.allianz.de/meine-allianz/"
@@ -71,13 +81,18 @@ class NotifierSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_sends(self) -> NotifierSettings:
-        longest = max(self.smtp_timeout_seconds, self.sms_timeout_seconds)
+        timeouts = [self.smtp_timeout_seconds, self.sms_timeout_seconds]
+        if self.documents_base_url:
+            timeouts.append(self.documents_timeout_seconds)  # a letter's enclosure fetch
+        longest = max(timeouts)
         if self.sending_lease_seconds <= 2 * longest:
             raise ValueError(
                 "sending_lease_seconds must be more than twice the longest channel timeout"
             )
         if self.sms_base_url and not (self.sms_api_key and self.sms_api_secret):
             raise ValueError("the SMS channel needs sms_api_key and sms_api_secret")
+        if self.documents_base_url and not self.documents_secret:
+            raise ValueError("the documents service needs documents_secret")
         return self
 
     def retry_policy(self) -> RetryPolicy:
@@ -117,6 +132,16 @@ class NotifierSettings(ServiceSettings):
             base_url=self.sms_base_url,
             timeout=self.sms_timeout_seconds,
             webhook_url=self.sms_webhook_url,
+        )
+
+    def documents(self) -> DocumentsApiSettings | None:
+        if not (self.documents_base_url and self.documents_secret):
+            return None
+        return DocumentsApiSettings(
+            base_url=self.documents_base_url,
+            system=self.documents_system,
+            secret=self.documents_secret.get_secret_value(),
+            timeout=self.documents_timeout_seconds,
         )
 
     def letters(self) -> LetterSettings:

@@ -14,16 +14,25 @@ from contracts_schemas.claims import (
     ClaimStatusChanged,
 )
 from contracts_schemas.common import NotificationChannel, PostalAddress
-from contracts_schemas.documents import DocumentAvailable
+from contracts_schemas.documents import DocumentAvailable, DocumentDelivery
 from contracts_schemas.identity import (
     AccountCancelled,
+    AccountLocked,
     ActivationCodeIssued,
     AddressChanged,
     ContactDetailsChanged,
     CustomerRegistered,
+    DeviceBound,
+    DeviceRevoked,
+    EmailVerificationCodeIssued,
+    EmailVerified,
     LoginCodeRequested,
     MtanRequested,
+    PasswordChanged,
     PasswordResetRequested,
+    RegistrationNotCompleted,
+    TwoFactorDisabled,
+    TwoFactorEnabled,
     UsernameReminderRequested,
 )
 from contracts_schemas.loyalty import PointsExpiryWarningIssued
@@ -48,6 +57,8 @@ class Events:
         )
         #: Identity version 1, so that events built later are newer than the registration.
         self.registration = self.registered()
+        #: Identity version 2: the registration's address proven (ID-1).
+        self.verification = self.email_verified()
 
     def _identity(self, **fields: Any) -> dict[str, Any]:
         self._identity_version += 1
@@ -96,6 +107,62 @@ class Events:
             "mobile": "0151 2345678",
         }
         return CustomerRegistered(**self._identity(**{**defaults, **fields}))
+
+    def email_verified(self, email: str = "Erika.Mustermann@example.org") -> EmailVerified:
+        return EmailVerified(**self._identity(email=email))
+
+    def email_code(self, **fields: Any) -> EmailVerificationCodeIssued:
+        defaults: dict[str, Any] = {
+            "code": "K7QM4TZ9XA2B",
+            "email": "Erika.Mustermann@example.org",
+            "expires_at": self.now + timedelta(hours=24),
+        }
+        return EmailVerificationCodeIssued(**self._identity(**{**defaults, **fields}))
+
+    def registration_not_completed(self, **fields: Any) -> RegistrationNotCompleted:
+        defaults: dict[str, Any] = {
+            "email": "someone@example.org",
+            "username": "erika.m",
+            "reason": "username_taken",
+        }
+        return RegistrationNotCompleted(
+            event_id=uuid4(),
+            aggregate_id=f"registration-{uuid4().hex[:32]}",
+            aggregate_version=1,
+            occurred_at=fields.pop("occurred_at", self.now),
+            **{**defaults, **fields},
+        )
+
+    def locked(self, **fields: Any) -> AccountLocked:
+        defaults: dict[str, Any] = {"locked_until": self.now + timedelta(minutes=30)}
+        return AccountLocked(**self._identity(**{**defaults, **fields}))
+
+    def password_changed(self, how: str = "change") -> PasswordChanged:
+        return PasswordChanged(**self._identity(how=how))
+
+    def two_factor_enabled(self, mobile_masked: str = "+49*******5678") -> TwoFactorEnabled:
+        return TwoFactorEnabled(**self._identity(mobile_masked=mobile_masked))
+
+    def two_factor_disabled(self) -> TwoFactorDisabled:
+        return TwoFactorDisabled(**self._identity())
+
+    def device_bound(self, device_name: str = "iPhone von Erika") -> DeviceBound:
+        return DeviceBound(**self._identity(device_id="dev-1", device_name=device_name))
+
+    def device_revoked(self) -> DeviceRevoked:
+        return DeviceRevoked(**self._identity(device_id="dev-1"))
+
+    def security_events(self) -> list[Any]:
+        """One event of every security notice (ID-2, ID-4, ID-5, ID-7)."""
+        return [
+            self.locked(),
+            self.password_changed("change"),
+            self.password_changed("reset"),
+            self.two_factor_enabled(),
+            self.two_factor_disabled(),
+            self.device_bound(),
+            self.device_revoked(),
+        ]
 
     def contact_changed(self, **fields: Any) -> ContactDetailsChanged:
         return ContactDetailsChanged(**self._identity(**fields))
@@ -185,9 +252,21 @@ class Events:
         """(event, message) for one message of every kind and channel the notifier sends."""
         view = self.view()
         sms_view = self.view(self.claim_reported("claim-sms", NotificationChannel.SMS))
-        events_and_views: list[tuple[Any, ContactView]] = [
+        slip = {
+            "old_status": ClaimStatus.IN_REVIEW,
+            "new_status": ClaimStatus.IN_REVIEW,
+            "expected_completion_date": date(2026, 4, 14),
+            "previous_expected_completion_date": date(2026, 3, 31),
+        }
+        events_and_views: list[tuple[Any, ContactView | None]] = [
             (self.claim_status(), view),
             (self.claim_status("claim-sms"), sms_view),
+            (self.claim_status(**slip), view),
+            (self.claim_status("claim-sms", **slip), sms_view),
+            (self.document(delivery=DocumentDelivery.POST, written_form=True), view),
+            (self.email_code(), view),
+            (self.registration_not_completed(), None),
+            *((event, view) for event in self.security_events()),
             (self.document(), view),
             (self.document(sensitive=True, title="Arztbrief"), view),
             (self.activation_code(), view),
@@ -209,9 +288,12 @@ class Events:
         ]
         return [(e, m) for e, v in events_and_views for m in plan_messages(e, v)]
 
-    def view(self, *events: Any) -> ContactView:
-        """A registered customer's view, with `events` folded in after registration."""
+    def view(self, *events: Any, verified: bool = True) -> ContactView:
+        """A registered customer's view (e-mail verified unless `verified=False`), with
+        `events` folded in after registration."""
         view = apply(None, self.registration)
+        if verified:
+            view = apply(view, self.verification)
         for event in events:
             view = apply(view, event)
         return view

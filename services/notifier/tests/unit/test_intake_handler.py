@@ -116,3 +116,44 @@ async def test_nt3_a_failing_batch_leaves_no_trace(ev):
 
     assert await h.deliveries() == []
     assert await h.uow.contacts.read([ev.customer_id]) == {}
+
+
+async def test_id1_a_registration_without_an_account_is_answered_without_a_contact_view(ev):
+    """RegistrationNotCompleted has no customer: no view is read, locked or created."""
+    h = handlers(ev.now)
+    event = ev.registration_not_completed()
+
+    await h.consume(event)
+
+    (record,) = await h.deliveries()
+    assert record.kind is MessageKind.REGISTRATION_NOT_COMPLETED
+    assert record.customer_id == event.aggregate_id
+    assert await h.uow.contacts.read([event.aggregate_id]) == {}
+
+
+async def test_id1_id4_the_lock_notice_follows_the_verification_in_the_same_batch(ev):
+    h = handlers(ev.now)
+    unverified = handlers(ev.now)
+    locked = ev.locked()
+
+    await h.consume(ev.registration, ev.verification, locked)
+    await unverified.consume(ev.registration, locked)
+
+    (record,) = await h.deliveries()
+    assert record.kind is MessageKind.SECURITY_NOTICE
+    assert record.recipient == "e***@example.org"
+    assert await unverified.deliveries() == []
+
+
+async def test_doc4_a_post_document_is_queued_as_a_letter_without_fetching_anything(ev):
+    """The intake only plans the letter; the document is fetched by the worker."""
+    from contracts_schemas.documents import DocumentDelivery
+
+    h = handlers(ev.now)
+
+    await h.consume(ev.registration, ev.document(delivery=DocumentDelivery.POST))
+
+    (record,) = await h.deliveries()
+    assert record.kind is MessageKind.DOCUMENT_LETTER
+    assert record.channel is ChannelKind.LETTER
+    assert h.channel.sent == []

@@ -96,8 +96,51 @@ def test_nt5_a_title_with_an_iban_is_dropped_from_the_notice(ev):
     assert only(plan_messages(event, ev.view())).context["document_title"] is None
 
 
-def test_doc4_a_document_delivered_by_post_gets_no_email_notice(ev):
-    assert plan_messages(ev.document(delivery=DocumentDelivery.POST), ev.view()) == []
+def test_doc4_a_document_delivered_by_post_becomes_a_letter_with_the_document_and_no_email(ev):
+    event = ev.document(delivery=DocumentDelivery.POST, written_form=True)
+
+    letter = only(plan_messages(event, ev.view()))
+
+    assert letter.channel is ChannelKind.LETTER
+    assert letter.kind is MessageKind.DOCUMENT_LETTER
+    assert letter.postal_address == ev.address
+    assert letter.document_id == event.document_id
+    assert letter.context["document_title"] == "Nachtrag zum Versicherungsschein"
+    assert letter.context["written_form"] is True
+    assert letter.not_after == ev.now + timedelta(days=30)
+
+
+def test_doc4_a_document_letter_goes_to_the_address_known_at_that_moment(ev):
+    from contracts_schemas.common import PostalAddress
+
+    moved = PostalAddress(recipient="Erika Mustermann", street="Neuweg 1", postal_code="10115",
+                          city="Berlin")  # fmt: skip
+    view = ev.view(ev.address_changed(moved))
+
+    letter = only(plan_messages(ev.document(delivery=DocumentDelivery.POST), view))
+
+    assert letter.postal_address == moved
+
+
+def test_doc4_a_sensitive_document_letter_never_names_its_title(ev):
+    event = ev.document(delivery=DocumentDelivery.POST, sensitive=True, title="Arztbrief")
+
+    letter = only(plan_messages(event, ev.view()))
+
+    assert letter.context["document_title"] is None
+    assert "Arztbrief" in withheld_values(event)
+
+
+def test_doc4_documents_still_go_by_post_after_the_portal_account_was_cancelled(ev):
+    view = ev.view(ev.cancelled())
+
+    letter = only(plan_messages(ev.document(delivery=DocumentDelivery.POST), view))
+
+    assert letter.channel is ChannelKind.LETTER
+
+
+def test_doc4_no_letter_without_a_known_postal_address(ev):
+    assert plan_messages(ev.document(delivery=DocumentDelivery.POST), None) == []
 
 
 # -------------------------------------------------------------------------- codes
@@ -389,3 +432,148 @@ def test_ops1_operators_see_a_masked_recipient_only():
     assert masked_recipient(ChannelKind.SMS, "+4915123456789") == "+49*******6789"
     letter = "erika mustermann | heidestraße 17 | 51147 | köln | de"
     assert masked_recipient(ChannelKind.LETTER, letter) == "51147 de"
+
+
+# ------------------------------------------------------------------ CL-3 slipped dates
+
+
+def test_cl3_a_slipped_date_is_a_notice_by_the_chosen_channel(ev):
+    view = ev.view(ev.channel_chosen("claim-1", NotificationChannel.SMS))
+    slip = ev.claim_status(
+        old_status=ClaimStatus.IN_REVIEW,
+        new_status=ClaimStatus.IN_REVIEW,
+        expected_completion_date=date(2026, 4, 14),
+        previous_expected_completion_date=date(2026, 3, 31),
+    )
+
+    message = only(plan_messages(slip, view))
+
+    assert message.channel is ChannelKind.SMS
+    assert message.context["previous_expected_completion_date"] == "2026-03-31"
+    assert message.context["status_changed"] is False
+
+
+def test_cl3_an_earlier_date_is_not_announced_as_a_slip(ev):
+    event = ev.claim_status(
+        expected_completion_date=date(2026, 3, 20),
+        previous_expected_completion_date=date(2026, 3, 31),
+    )
+
+    assert (
+        only(plan_messages(event, ev.view())).context["previous_expected_completion_date"] is None
+    )
+
+
+# ------------------------------------------------------------------ ID-1 registration
+
+
+def test_id1_the_email_verification_code_goes_to_the_address_in_the_event_until_it_expires(ev):
+    event = ev.email_code(email="Neu@Example.org")
+
+    message = only(plan_messages(event, ev.view(verified=False)))
+
+    assert message.kind is MessageKind.EMAIL_VERIFICATION_CODE
+    assert message.recipient == "neu@example.org"
+    assert message.context["code"] == "K7QM4TZ9XA2B"
+    assert message.not_after == event.expires_at
+    assert message.is_code
+
+
+def test_id1_a_registration_that_was_not_completed_is_told_to_the_given_address(ev):
+    event = ev.registration_not_completed(email="Someone@Example.org")
+
+    message = only(plan_messages(event, None))
+
+    assert message.kind is MessageKind.REGISTRATION_NOT_COMPLETED
+    assert message.recipient == "someone@example.org"
+    assert message.customer_id == event.aggregate_id  # no account, no customer id
+    assert message.context == {"reason": "username_taken"}  # never the username
+    assert "erika.m" in withheld_values(event)
+
+
+def test_id1_an_unknown_reason_is_reduced_to_other(ev):
+    message = only(plan_messages(ev.registration_not_completed(reason="<b>spam</b>"), None))
+
+    assert message.context == {"reason": "other"}
+
+
+def test_id1_a_view_folds_the_verification_of_its_address(ev):
+    unverified = apply(None, ev.registration)
+    verified = apply(unverified, ev.email_verified("erika.mustermann@EXAMPLE.org"))
+    other = apply(unverified, ev.email_verified("someone-else@example.org"))
+
+    assert not unverified.email_verified
+    assert verified.email_verified
+    assert not other.email_verified
+
+
+# ------------------------------------------------------------- ID-2/4/5/7 security notices
+
+
+@pytest.mark.parametrize(
+    ("make", "notice"),
+    [
+        (lambda ev: ev.locked(), "account_locked"),
+        (lambda ev: ev.password_changed("change"), "password_changed"),
+        (lambda ev: ev.password_changed("reset"), "password_reset"),
+        (lambda ev: ev.two_factor_enabled(), "two_factor_enabled"),
+        (lambda ev: ev.two_factor_disabled(), "two_factor_disabled"),
+        (lambda ev: ev.device_bound(), "device_bound"),
+        (lambda ev: ev.device_revoked(), "device_revoked"),
+    ],
+)
+def test_id4_id5_security_events_are_told_by_email_to_the_verified_address(ev, make, notice):
+    event = make(ev)
+
+    message = only(plan_messages(event, ev.view()))
+
+    assert message.kind is MessageKind.SECURITY_NOTICE
+    assert message.channel is ChannelKind.EMAIL
+    assert message.recipient == "erika.mustermann@example.org"
+    assert message.context["notice"] == notice
+    assert message.not_after == event.occurred_at + timedelta(days=7)
+    assert not message.is_code
+
+
+def test_id1_security_notices_never_go_to_an_unverified_address(ev):
+    view = ev.view(verified=False)
+
+    for event in ev.security_events():
+        assert plan_messages(event, view) == []
+
+
+def test_id8_a_changed_address_is_verified_and_gets_security_notices(ev):
+    view = ev.view(ev.contact_changed(email="neu@example.org", previous_email="alt@example.org"),
+                   verified=False)  # fmt: skip
+
+    assert only(plan_messages(ev.locked(), view)).recipient == "neu@example.org"
+
+
+def test_id4_the_lock_notice_names_when_the_lock_ends(ev):
+    event = ev.locked()
+
+    message = only(plan_messages(event, ev.view()))
+
+    assert message.context["locked_until"] == event.locked_until.isoformat()
+
+
+def test_id9_no_security_notices_after_cancellation(ev):
+    view = ev.view(ev.cancelled())
+
+    for event in ev.security_events():
+        assert plan_messages(event, view) == []
+
+
+def test_nt5_a_device_name_the_scanner_flags_is_left_out_of_the_notice(ev):
+    event = ev.device_bound(device_name="DE89 3704 0044 0532 0130 00")
+
+    message = only(plan_messages(event, ev.view()))
+
+    assert message.context["device_name"] is None
+    assert "DE89 3704 0044 0532 0130 00" in withheld_values(event)
+
+
+def test_nt4_a_security_event_applied_twice_plans_the_same_key(ev):
+    event = ev.locked()
+
+    assert plan_messages(event, ev.view()) == plan_messages(event, ev.view())

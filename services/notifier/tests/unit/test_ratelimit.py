@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from notifier.domain.messages import ChannelKind
+from notifier.domain.messages import ChannelKind, MessageKind
 from notifier.domain.plan import plan_messages
 from notifier.domain.ratelimit import (
     DEFAULT_RATE_LIMITS,
@@ -95,8 +95,26 @@ def test_nt6_bucket_ids_hold_no_personal_data(ev):
 
 def test_nt6_every_channel_and_class_has_a_default_rule():
     for channel in ChannelKind:
-        for klass in RateClass:
+        for klass in (RateClass.CODE, RateClass.NOTICE):
             assert (channel, klass) in DEFAULT_RATE_LIMITS.rules
+
+
+def test_nt6_every_planned_message_has_a_rule_and_document_letters_their_own_bucket(ev):
+    for _, message in ev.every_message():
+        DEFAULT_RATE_LIMITS.rule_for(message)  # no KeyError
+    letter = next(m for _, m in ev.every_message() if m.kind is MessageKind.DOCUMENT_LETTER)
+    rule = DEFAULT_RATE_LIMITS.rule_for(letter)
+
+    assert bucket_of(letter).startswith("letter:document:")
+    assert rule.on_exceed is OverLimit.DEFER
+    assert min(w.limit for w in rule.windows) >= 20  # correspondence, not notices
+
+
+def test_nt6_a_registration_answer_is_in_the_strict_bucket_against_mail_bombing(ev):
+    (message,) = plan_messages(ev.registration_not_completed(), None)
+
+    assert bucket_of(message).startswith("email:code:")
+    assert DEFAULT_RATE_LIMITS.rule_for(message).on_exceed is OverLimit.DROP
 
 
 @settings(max_examples=200)

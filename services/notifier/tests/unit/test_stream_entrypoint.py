@@ -74,3 +74,30 @@ async def test_nt3_the_same_id_from_another_source_is_another_event(ev):
     (consumer,) = stream.consumers
     assert consumer.applied == 3
     assert len(await h.deliveries()) == 1
+
+
+async def test_id1_id4_doc4_the_new_identity_and_documents_events_arrive_through_the_subscriber(
+    ev,
+):
+    """Issue 9/10 events on their topics (codes, customer, mailbox), one message each."""
+    from contracts_schemas.documents import DocumentDelivery
+
+    h = handlers(ev.now)
+    stream = stream_of(h)
+    answer = ev.registration_not_completed()
+
+    async with TestKafkaBroker(stream.broker) as broker:
+        await publish(broker, ev.registration, ev.verification, ev.email_code(), answer)
+        await publish(broker, ev.locked(), ev.locked())
+        await publish(broker, ev.document(delivery=DocumentDelivery.POST), source="/documents")
+
+    kinds = sorted(r.kind.value for r in await h.deliveries())
+    assert kinds == [
+        "document_letter",
+        "email_verification_code",
+        "registration_not_completed",
+        "security_notice",
+        "security_notice",
+    ]
+    (consumer,) = stream.consumers
+    assert consumer.duplicates == 0

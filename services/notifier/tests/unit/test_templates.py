@@ -245,3 +245,149 @@ def test_money_is_eur_from_integer_cents_in_german_format():
     assert eur(123456) == "1.234,56 €"
     assert eur(-99_999_900) == "-999.999,00 €"
     assert de_int(1000) == "1.000"
+
+
+# ------------------------------------------------------ issue 9/10: the new messages
+
+
+def slip(ev, claim_id: str = "claim-1"):
+    from contracts_schemas.claims import ClaimStatus
+
+    return ev.claim_status(
+        claim_id,
+        old_status=ClaimStatus.IN_REVIEW,
+        new_status=ClaimStatus.IN_REVIEW,
+        expected_completion_date=date(2026, 4, 14),
+        previous_expected_completion_date=date(2026, 3, 31),
+    )
+
+
+def test_cl3_a_slip_email_says_the_claim_takes_longer_with_old_and_new_date(ev, renderer):
+    _, rendered = render_one(renderer, slip(ev), ev.view())
+
+    assert rendered.subject == "Neuer voraussichtlicher Abschluss Ihres Vorgangs SCH-2026-000123"
+    assert "dauert länger als zuletzt angekündigt" in rendered.text
+    assert "unverändert: In Bearbeitung" in rendered.text
+    assert "14.04.2026 (bisher angekündigt: 31.03.2026)" in rendered.text
+
+
+def test_cl3_a_slip_sms_is_one_gsm7_segment(ev, renderer):
+    view = ev.view(ev.claim_reported("claim-1", NotificationChannel.SMS))
+
+    _, rendered = render_one(renderer, slip(ev), view)
+
+    assert rendered.text.strip() == (
+        "Meine Allianz: Ihr Vorgang SCH-2026-000123 dauert länger. Voraussichtlich "
+        "abgeschlossen bis 14.04.2026 (bisher 31.03.2026)."
+    )
+    assert sms_segments(rendered.text.strip()).segments == 1
+
+
+def test_cl4_a_status_change_with_a_slipped_date_names_both(ev, renderer):
+    from contracts_schemas.claims import ClaimStatus
+
+    event = ev.claim_status(
+        new_status=ClaimStatus.ASSESSMENT,
+        expected_completion_date=date(2026, 4, 14),
+        previous_expected_completion_date=date(2026, 3, 31),
+    )
+
+    _, rendered = render_one(renderer, event, ev.view())
+
+    assert "Neuer Stand: In Begutachtung" in rendered.text
+    assert "14.04.2026 (bisher angekündigt: 31.03.2026)" in rendered.text
+
+
+def test_id1_verification_email_shows_the_code_and_its_validity(ev, renderer):
+    _, rendered = render_one(renderer, ev.email_code(), ev.view(verified=False))
+
+    assert rendered.subject == "Bestätigen Sie Ihre E-Mail-Adresse für Meine Allianz"
+    assert "Ihr Bestätigungscode: K7QM4TZ9XA2B" in rendered.text
+    assert "gültig bis 03.03.2026 um 14:35 Uhr" in rendered.text
+
+
+def test_id1_registration_answer_explains_the_taken_username_without_naming_it(ev, renderer):
+    event = ev.registration_not_completed(username="Erika-Mustermann-1980")
+
+    _, rendered = render_one(renderer, event, None)
+
+    assert rendered.text.startswith("Guten Tag,")
+    assert "Benutzername bereits vergeben" in rendered.text
+    assert "Erika-Mustermann-1980" not in rendered.text + (rendered.html or "")
+    assert "Es wurde kein Zugang angelegt." in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("make", "subject", "phrase"),
+    [
+        (
+            lambda ev: ev.locked(),
+            "Ihr Zugang zu Meine Allianz ist vorübergehend gesperrt",
+            "Ab 02.03.2026 um 15:05 Uhr können Sie sich wieder anmelden.",
+        ),
+        (
+            lambda ev: ev.password_changed("change"),
+            "Ihr Passwort für Meine Allianz wurde geändert",
+            "am 02.03.2026 um 14:35 Uhr wurde das Passwort",
+        ),
+        (
+            lambda ev: ev.password_changed("reset"),
+            "Ihr Passwort für Meine Allianz wurde zurückgesetzt",
+            "über „Passwort vergessen“ neu vergeben",
+        ),
+        (
+            lambda ev: ev.two_factor_enabled(),
+            "2-Faktor-Authentifizierung eingeschaltet",
+            "(Mobilfunknummer +49*******5678)",
+        ),
+        (
+            lambda ev: ev.two_factor_disabled(),
+            "2-Faktor-Authentifizierung ausgeschaltet",
+            "ohne SMS-Code möglich",
+        ),
+        (
+            lambda ev: ev.device_bound(),
+            "Neues Gerät für Meine Allianz angemeldet",
+            "ein neues Gerät („iPhone von Erika“)",
+        ),
+        (
+            lambda ev: ev.device_revoked(),
+            "Gerät aus Meine Allianz entfernt",
+            "wurde ein Gerät aus Ihrem Zugang",
+        ),
+    ],
+)
+def test_id4_id5_security_notices_are_german_and_say_what_happened(
+    ev, renderer, make, subject, phrase
+):
+    _, rendered = render_one(renderer, make(ev), ev.view())
+
+    assert rendered.subject == subject
+    assert rendered.text.startswith("Guten Tag Erika Mustermann,")
+    assert phrase in rendered.text
+    assert "Sie haben das nicht veranlasst?" in rendered.text
+
+
+def test_doc4_document_letter_encloses_the_document_and_says_why_it_is_on_paper(ev, renderer):
+    from contracts_schemas.documents import DocumentDelivery
+
+    event = ev.document(delivery=DocumentDelivery.POST, written_form=True)
+
+    message, rendered = render_one(renderer, event, ev.view())
+
+    assert message.channel is ChannelKind.LETTER
+    assert rendered.subject == "Nachtrag zum Versicherungsschein"
+    assert "das Dokument „Nachtrag zum Versicherungsschein“" in rendered.text
+    assert "gesetzlich in Schriftform" in rendered.text
+    assert rendered.text.rstrip().endswith("Anlage")
+
+
+def test_doc4_a_sensitive_document_letter_has_a_neutral_subject(ev, renderer):
+    from contracts_schemas.documents import DocumentDelivery
+
+    event = ev.document(delivery=DocumentDelivery.POST, sensitive=True, title="Arztbrief")
+
+    _, rendered = render_one(renderer, event, ev.view())
+
+    assert rendered.subject == "Ein Dokument für Sie"
+    assert "Arztbrief" not in rendered.text

@@ -23,6 +23,7 @@ re-rendered retry produces the same bytes.
 
 from __future__ import annotations
 
+import io
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -212,3 +213,40 @@ def render_letter_pdf(
     pdf.multi_cell(TEXT_WIDTH, BODY_LINE_HEIGHT, pdf.text_of(rendered.text.strip()), align="L")
     content = bytes(pdf.output())
     return LetterPdf(content=content, pages=pdf.pages_count)
+
+
+#: Magic numbers of what can be enclosed in a letter (judged by the bytes, not the label).
+_PDF_MAGIC = b"%PDF-"
+_IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+IMAGE_MARGIN = 15.0
+
+
+class NotPrintable(ValueError):
+    """An enclosure the print shop cannot print (neither PDF nor JPEG/PNG)."""
+
+
+def enclosure_pdf(data: bytes, letter_date: date) -> bytes:
+    """DOC-4: the enclosure of a document letter as a PDF: a PDF as it is, a JPEG or PNG
+    scaled onto an A4 page; anything else (HEIC, ...) raises `NotPrintable`."""
+    if data.startswith(_PDF_MAGIC):
+        return data
+    if not any(data.startswith(magic) for magic in _IMAGE_MAGIC):
+        raise NotPrintable("enclosure is neither PDF, JPEG nor PNG")
+    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf.set_creation_date(datetime.combine(letter_date, time(12), tzinfo=UTC))
+    pdf.set_margins(IMAGE_MARGIN, IMAGE_MARGIN, IMAGE_MARGIN)
+    pdf.set_auto_page_break(auto=False)
+    pdf.add_page()
+    width, height = pdf.epw, pdf.eph
+    try:
+        pdf.image(
+            io.BytesIO(data),
+            x=IMAGE_MARGIN,
+            y=IMAGE_MARGIN,
+            w=width,
+            h=height,
+            keep_aspect_ratio=True,
+        )
+    except Exception as error:  # Pillow/fpdf2 raise many types for broken images
+        raise NotPrintable(f"enclosure image unreadable: {type(error).__name__}") from error
+    return bytes(pdf.output())

@@ -4,12 +4,15 @@ letter `Channel`.
 Directory queue contract (what the print shop reads):
 
 - `<message_key>.pdf`  the letter, A4, DIN 5008 form B;
+- `<message_key>.enclosure-<n>.pdf` (document letters, DOC-4) the enclosed documents, to
+  be printed after the letter and put into the same envelope;
 - `<message_key>.json` the manifest (`PrintJobManifest`): file name, SHA-256 and page count
-  of the PDF, the recipient's address lines, the message kind and key, creation time.
+  of the PDF, the enclosures (file name and SHA-256, in order), the recipient's address
+  lines, the message kind and key, creation time.
 
-Both are written atomically (temporary file in the same directory, fsync, `os.replace`,
-fsync of the directory), the PDF first and the manifest last: **a manifest's presence means
-its PDF is complete**; the print shop picks up manifests only and ignores `.tmp` files.
+All are written atomically (temporary file in the same directory, fsync, `os.replace`,
+fsync of the directory), the PDFs first and the manifest last: **a manifest's presence
+means its PDFs are complete**; the print shop picks up manifests only and ignores `.tmp` files.
 Submitting the same message again is recognised by its manifest and not rewritten; once the
 print shop has moved a job away, it de-duplicates on `message_key` (the manifest carries it).
 The remaining crash window - the manifest was renamed but the notifier died before it
@@ -31,7 +34,7 @@ import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol
 from uuid import uuid4
@@ -40,11 +43,25 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from servicekit.clock import Clock, SystemClock, berlin_date
 
 from notifier.adapters.channel import PermanentSendError, RetryableSendError, refuse_if_expired
-from notifier.adapters.letters import LetterSettings, address_lines, render_letter_pdf
+from notifier.adapters.documents_http import DocumentSource
+from notifier.adapters.letters import (
+    LetterSettings,
+    NotPrintable,
+    address_lines,
+    enclosure_pdf,
+    render_letter_pdf,
+)
 from notifier.adapters.render import guard_rendered
 from notifier.domain.messages import ChannelKind, OutgoingMessage, RenderedMessage
 
 MANIFEST_SCHEMA = "notifier.print-job.v1"
+
+
+class EnclosureEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str
+    sha256: str
 
 
 class PrintJobManifest(BaseModel):
@@ -59,6 +76,8 @@ class PrintJobManifest(BaseModel):
     recipient: list[str]
     country: str
     created_at: AwareDatetime
+    #: DOC-4: documents enclosed with the letter, in print order.
+    enclosures: list[EnclosureEntry] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +89,8 @@ class PrintJob:
     recipient_lines: list[str]
     country: str
     created_at: datetime
+    #: PDFs enclosed with the letter (a document letter's document), in print order.
+    enclosures: tuple[bytes, ...] = ()
 
 
 class PrintQueue(Protocol):
@@ -95,6 +116,13 @@ class DirectoryPrintQueue:
         reference = f"print-dir:{job.message_key}"
         if manifest_path.exists():
             return reference  # already queued: a resend is recognised (NT-4)
+        enclosures = [
+            EnclosureEntry(
+                file=f"{job.message_key}.enclosure-{n}.pdf",
+                sha256=hashlib.sha256(content).hexdigest(),
+            )
+            for n, content in enumerate(job.enclosures, start=1)
+        ]
         manifest = PrintJobManifest(
             message_key=job.message_key,
             kind=job.kind,
@@ -104,7 +132,10 @@ class DirectoryPrintQueue:
             recipient=job.recipient_lines,
             country=job.country,
             created_at=job.created_at,
+            enclosures=enclosures,
         )
+        for entry, content in zip(enclosures, job.enclosures, strict=True):
+            self._write_atomically(self.root / entry.file, content)
         self._write_atomically(self.root / pdf_name, job.pdf)
         self._write_atomically(manifest_path, manifest.model_dump_json(indent=2).encode())
         return reference
@@ -139,7 +170,12 @@ def _fsync_directory(directory: Path) -> None:
 
 
 class LetterChannel:
-    """`Channel` for letters: renders the DIN 5008 PDF and submits it to a `PrintQueue`."""
+    """`Channel` for letters: renders the DIN 5008 PDF and submits it to a `PrintQueue`.
+
+    A document letter (DOC-4, `message.document_id`) first fetches its enclosure from
+    `documents` (the documents service's print route) - here, at send time in the delivery
+    worker, so a failed fetch is a failed attempt, retried with backoff like a failed send.
+    """
 
     def __init__(
         self,
@@ -147,10 +183,12 @@ class LetterChannel:
         settings: LetterSettings | None = None,
         *,
         clock: Clock | None = None,
+        documents: DocumentSource | None = None,
     ) -> None:
         self._queue = queue
         self.settings = settings or LetterSettings()
         self._clock = clock or SystemClock()
+        self._documents = documents
 
     async def send(self, message: OutgoingMessage, rendered: RenderedMessage) -> str:
         now = self._clock.now()
@@ -159,10 +197,12 @@ class LetterChannel:
             raise PermanentSendError("letter without a postal address")
         guard_rendered(rendered)
         address = message.postal_address
+        letter_date = berlin_date(message.occurred_at)
+        enclosures = await self._enclosures(message, letter_date)
         pdf = render_letter_pdf(
             rendered,
             address,
-            berlin_date(message.occurred_at),
+            letter_date,
             reference=message.message_key[:8],
             settings=self.settings,
         )
@@ -174,8 +214,21 @@ class LetterChannel:
             recipient_lines=address_lines(address),
             country=address.country,
             created_at=now,
+            enclosures=enclosures,
         )
         try:
             return await self._queue.submit(job)
         except OSError as error:
             raise RetryableSendError(f"print queue: {type(error).__name__}") from error
+
+    async def _enclosures(self, message: OutgoingMessage, letter_date: date) -> tuple[bytes, ...]:
+        if message.document_id is None:
+            return ()
+        if self._documents is None:
+            # Configuration, not the message: retried, like a channel that is not configured.
+            raise RetryableSendError("no documents service configured for enclosures")
+        fetched = await self._documents.fetch(message.document_id)
+        try:
+            return (await asyncio.to_thread(enclosure_pdf, fetched.data, letter_date),)
+        except NotPrintable as error:
+            raise PermanentSendError(f"documents: {error}") from error

@@ -39,6 +39,7 @@ CLAIM_STATUS_LABELS: Mapping[str, str] = {
     "reported": "Eingegangen",
     "in_review": "In Bearbeitung",
     "documents_requested": "Unterlagen angefordert",
+    "assessment": "In Begutachtung",
     "approved": "Leistung bewilligt",
     "paid": "Zahlung veranlasst",
     "rejected": "Leistung abgelehnt",

@@ -14,6 +14,10 @@ Robustness of the fold:
 - `AccountCancelled` sets `cancelled` but keeps the e-mail address: the ID-9 confirmation
   still needs it. Erasing the view's personal data afterwards is a retention job, not part
   of this fold. It also ends e-mail-instead-of-letter (ID-9, DOC-4).
+- ID-1: an address is verified by `EmailVerified` naming it; `CustomerRegistered` starts
+  unverified. `ContactDetailsChanged` with a new e-mail counts as verified: identity
+  announces a changed address only once the code sent to it was entered (ID-8), and
+  `EmailVerified` follows in the same transaction anyway.
 - DOC-4 e-mail-instead-of-letter comes from the documents context's mailbox stream. Its
   events are compared by business time (`occurred_at`), not arrival order: a redelivered
   older activation cannot undo a newer deactivation.
@@ -35,6 +39,7 @@ from contracts_schemas.identity import (
     AddressChanged,
     ContactDetailsChanged,
     CustomerRegistered,
+    EmailVerified,
 )
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,13 +48,14 @@ ContactEvent: TypeAlias = (
     | ContactDetailsChanged
     | AddressChanged
     | AccountCancelled
+    | EmailVerified
     | ClaimReported
     | ClaimNotificationChannelChosen
     | EmailInsteadOfLetterActivated
     | EmailInsteadOfLetterDeactivated
 )
 IdentityEvent: TypeAlias = (
-    CustomerRegistered | ContactDetailsChanged | AddressChanged | AccountCancelled
+    CustomerRegistered | ContactDetailsChanged | AddressChanged | AccountCancelled | EmailVerified
 )
 
 #: The event types `apply` folds (for subscription and dispatch), read off the union.
@@ -73,6 +79,8 @@ class ContactView(BaseModel):
     first_name: str | None = None
     last_name: str | None = None
     email: str | None = None
+    #: ID-1: `email` was proven by a code (only then does it get security notices).
+    email_verified: bool = False
     mobile: str | None = None
     address: PostalAddress | None = None
     #: CL-5: claim id -> the channel the customer chose for that claim's status changes.
@@ -114,7 +122,13 @@ def apply(view: ContactView | None, event: ContactEvent) -> ContactView:
             return _apply_claim_choice(view, event)
         case EmailInsteadOfLetterActivated() | EmailInsteadOfLetterDeactivated():
             return _apply_preference(view, event)
-        case CustomerRegistered() | ContactDetailsChanged() | AddressChanged() | AccountCancelled():
+        case (
+            CustomerRegistered()
+            | ContactDetailsChanged()
+            | AddressChanged()
+            | AccountCancelled()
+            | EmailVerified()
+        ):
             return _apply_identity(view, event)
         case _:
             assert_never(event)
@@ -132,6 +146,7 @@ def _apply_identity(view: ContactView, event: IdentityEvent) -> ContactView:
                     "first_name": event.first_name,
                     "last_name": event.last_name,
                     "email": event.email,
+                    "email_verified": False,
                     "mobile": event.mobile,
                     "address": event.address,
                     "cancelled": False,
@@ -141,11 +156,15 @@ def _apply_identity(view: ContactView, event: IdentityEvent) -> ContactView:
             changes: dict[str, object] = dict(marker)
             if event.email is not None:
                 changes["email"] = event.email
+                changes["email_verified"] = True  # ID-8: announced once proven
             if event.mobile is not None:
                 changes["mobile"] = event.mobile
             return view.model_copy(update=changes)
         case AddressChanged():
             return view.model_copy(update={**marker, "address": event.address})
+        case EmailVerified():
+            proven = view.email_verified or _same_email(event.email, view.email)
+            return view.model_copy(update={**marker, "email_verified": proven})
         case AccountCancelled():
             # Keep the e-mail for the ID-9 confirmation; DOC-4 ends with it (an activation
             # that happened earlier but arrives later must not turn it back on).
@@ -174,6 +193,10 @@ def _apply_preference(
             "preference_changed_at": event.occurred_at,
         }
     )
+
+
+def _same_email(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.strip().lower() == b.strip().lower()
 
 
 def _is_stale_identity_event(view: ContactView, event: IdentityEvent) -> bool:

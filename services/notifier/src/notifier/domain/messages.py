@@ -45,6 +45,18 @@ class MessageKind(StrEnum):
     POINTS_EXPIRY_WARNING = "points_expiry_warning"
     ACCOUNT_CANCELLED = "account_cancelled"
     CONTACT_DETAILS_CHANGED = "contact_details_changed"
+    #: ID-1/ID-8: the code proving an e-mail address (the only message to an address
+    #: before it is verified).
+    EMAIL_VERIFICATION_CODE = "email_verification_code"
+    #: ID-1: a registration could not be completed (the username is taken); the answer of
+    #: the enumeration-safe registration, sent to the address the registrant gave.
+    REGISTRATION_NOT_COMPLETED = "registration_not_completed"
+    #: ID-4/ID-2/ID-5: account locked, password changed or reset, 2FA on/off, device bound
+    #: or removed (one template; the context's `notice` says which).
+    SECURITY_NOTICE = "security_notice"
+    #: DOC-4/DOC-5: a document that goes by post, as a cover letter with the document's PDF
+    #: (fetched from the documents service when the letter is sent) enclosed.
+    DOCUMENT_LETTER = "document_letter"
 
 
 #: Kinds that carry a code, token or credential: never sent after `not_after` (NT-4) and
@@ -56,6 +68,10 @@ CODE_KINDS: frozenset[MessageKind] = frozenset(
         MessageKind.MTAN,
         MessageKind.PASSWORD_RESET,
         MessageKind.USERNAME_REMINDER,
+        MessageKind.EMAIL_VERIFICATION_CODE,
+        # No code, but an e-mail anyone can trigger for any address: the stricter bucket
+        # (drop on a flood) stops mail bombing through the registration form.
+        MessageKind.REGISTRATION_NOT_COMPLETED,
     }
 )
 
@@ -75,6 +91,8 @@ class OutgoingMessage(BaseModel):
     message_key: str = Field(min_length=1, max_length=64)
     kind: MessageKind
     channel: ChannelKind
+    #: The customer; for a registration that never made an account (ID-1) the event's
+    #: aggregate id (`registration-<hash>`), which holds no personal data.
     customer_id: str
     #: The triggering event.
     event_id: UUID
@@ -84,6 +102,9 @@ class OutgoingMessage(BaseModel):
     #: one-line form of `postal_address`.
     recipient: str = Field(min_length=1)
     postal_address: PostalAddress | None = None
+    #: DOC-4: the document a letter encloses; its PDF is fetched from the documents service
+    #: by the delivery worker when the letter is sent (never at intake).
+    document_id: str | None = None
     #: Template name relative to the template root, e.g. `email/claim_status_changed.txt`.
     template: str
     #: Whitelisted, non-sensitive values only (NT-5); codes only for code kinds.

@@ -16,7 +16,16 @@ Interpretations (also in the README):
 - CL-5: the claim's chosen channel, e-mail when never chosen; SMS chosen but no mobile
   known -> e-mail.
 - DOC-5/DOC-4: a notice is sent for documents delivered to the mailbox; a document that
-  goes by post (`delivery=post`) is announced by the letter itself.
+  goes by post (`delivery=post`) becomes a letter to the postal address of the view: a
+  cover letter with the document enclosed (its PDF is fetched by the delivery worker, never
+  here). Letters go also after an account cancellation: the portal account ends, the
+  insurer's correspondence does not.
+- ID-1: security notices (account locked, password changed, 2FA on/off, devices) go only to
+  a verified address; the e-mail verification code and the answer to a registration that
+  could not be completed go to the address the event names (they are the verification and
+  the registration's answer). The registration answer never echoes the chosen username
+  (anyone can type any address into the form: no text of theirs reaches a stranger).
+- CL-3: a slipped expected completion date is a status notice too (same channel, CL-5).
 - After `AccountCancelled` only the cancellation confirmation goes to the customer; claim,
   document, points and credential e-mails are no longer sent. Code events (login, mTAN,
   activation) carry their own recipient and are sent as identity issued them.
@@ -41,11 +50,19 @@ from contracts_schemas.common import NotificationChannel, PostalAddress
 from contracts_schemas.documents import DocumentAvailable, DocumentDelivery
 from contracts_schemas.identity import (
     AccountCancelled,
+    AccountLocked,
     ActivationCodeIssued,
     ContactDetailsChanged,
+    DeviceBound,
+    DeviceRevoked,
+    EmailVerificationCodeIssued,
     LoginCodeRequested,
     MtanRequested,
+    PasswordChanged,
     PasswordResetRequested,
+    RegistrationNotCompleted,
+    TwoFactorDisabled,
+    TwoFactorEnabled,
     UsernameReminderRequested,
 )
 from contracts_schemas.loyalty import PointsExpiryWarningIssued
@@ -76,7 +93,24 @@ PlannedEvent: TypeAlias = (
     | PointsExpiryWarningIssued
     | AccountCancelled
     | ContactDetailsChanged
+    | EmailVerificationCodeIssued
+    | RegistrationNotCompleted
+    | AccountLocked
+    | PasswordChanged
+    | TwoFactorEnabled
+    | TwoFactorDisabled
+    | DeviceBound
+    | DeviceRevoked
 )
+SecurityEvent: TypeAlias = (
+    AccountLocked
+    | PasswordChanged
+    | TwoFactorEnabled
+    | TwoFactorDisabled
+    | DeviceBound
+    | DeviceRevoked
+)
+SECURITY_EVENT_TYPES: tuple[type[SecurityEvent], ...] = get_args(SecurityEvent)
 
 #: The event types that can produce messages (NT-2), read off the union.
 PLANNED_EVENT_TYPES: tuple[type[PlannedEvent], ...] = get_args(PlannedEvent)
@@ -108,6 +142,29 @@ MTAN_PURPOSES: Mapping[str, str] = {
 }
 
 
+#: ID-1: why a registration was not completed, as keys the template can explain.
+REGISTRATION_REASONS: frozenset[str] = frozenset({"username_taken"})
+
+
+def security_notice_of(event: SecurityEvent) -> str:
+    """The `notice` key of a security notice (the template's wording)."""
+    match event:
+        case AccountLocked():
+            return "account_locked"
+        case PasswordChanged():
+            return "password_reset" if event.how == "reset" else "password_changed"
+        case TwoFactorEnabled():
+            return "two_factor_enabled"
+        case TwoFactorDisabled():
+            return "two_factor_disabled"
+        case DeviceBound():
+            return "device_bound"
+        case DeviceRevoked():
+            return "device_revoked"
+        case _:
+            assert_never(event)
+
+
 @dataclass(frozen=True, slots=True)
 class PlanSettings:
     """Staleness horizons (`not_after` of notices) and number normalisation."""
@@ -117,6 +174,9 @@ class PlanSettings:
     points_warning_fresh_for: timedelta = timedelta(days=30)
     confirmation_fresh_for: timedelta = timedelta(days=7)
     username_reminder_fresh_for: timedelta = timedelta(hours=24)
+    registration_answer_fresh_for: timedelta = timedelta(hours=24)
+    #: A document letter still goes after a print-queue or documents outage this long.
+    document_letter_fresh_for: timedelta = timedelta(days=30)
     #: An activation letter must be in the print queue this long before the code expires.
     letter_transit: timedelta = timedelta(days=7)
     default_country_code: str = "49"
@@ -134,7 +194,7 @@ def plan_messages(
     """NT-2: the messages `event` triggers; `[]` for events the notifier ignores."""
     if not isinstance(event, PLANNED_EVENT_TYPES):
         return []
-    if view is not None and view.customer_id != event.customer_id:
+    if view is not None and view.customer_id != customer_of_planned(event):
         raise ValueError("view belongs to another customer than the event")
     planner = _Planner(event, view, settings)
     match event:
@@ -156,8 +216,29 @@ def plan_messages(
             return planner.account_cancelled(event)
         case ContactDetailsChanged():
             return planner.contact_details_changed(event)
+        case EmailVerificationCodeIssued():
+            return planner.email_verification_code(event)
+        case RegistrationNotCompleted():
+            return planner.registration_not_completed(event)
+        case (
+            AccountLocked()
+            | PasswordChanged()
+            | TwoFactorEnabled()
+            | TwoFactorDisabled()
+            | DeviceBound()
+            | DeviceRevoked()
+        ):
+            return planner.security_notice(event)
         case _:
             assert_never(event)
+
+
+def customer_of_planned(event: PlannedEvent) -> str | None:
+    """The customer whose view plans `event`; None for a registration that made no account
+    (ID-1: RegistrationNotCompleted has no customer)."""
+    if isinstance(event, RegistrationNotCompleted):
+        return None
+    return event.customer_id
 
 
 def withheld_values(event: Event) -> frozenset[str]:
@@ -172,6 +253,12 @@ def withheld_values(event: Event) -> frozenset[str]:
         values |= {event.email, event.mobile}
     elif isinstance(event, MtanRequested) and mtan_purpose(event.purpose) == "other":
         values.add(event.purpose)
+    elif isinstance(event, RegistrationNotCompleted):
+        values.add(event.username)
+    elif isinstance(event, DeviceBound) and shown_text(event.device_name) is None:
+        values.add(event.device_name)
+    elif isinstance(event, TwoFactorEnabled) and shown_text(event.mobile_masked) is None:
+        values.add(event.mobile_masked)
     return frozenset(v.strip() for v in values if v and v.strip())
 
 
@@ -186,6 +273,13 @@ def safe_document_title(event: DocumentAvailable) -> str | None:
     if event.sensitive or not title or scan(title):
         return None
     return title
+
+
+def shown_text(value: str) -> str | None:
+    """A short free text of an event (a device name), or None when empty or when the NT-5
+    scanner flags it: the notice then goes without it rather than not at all."""
+    text = " ".join(value.split())
+    return None if not text or scan(text) else text
 
 
 def mtan_purpose(purpose: str) -> str:
@@ -226,18 +320,20 @@ class _Planner:
         context: dict[str, TemplateValue],
         not_after: datetime,
         postal_address: PostalAddress | None = None,
+        document_id: str | None = None,
     ) -> OutgoingMessage:
         event = self.event
         return OutgoingMessage(
             message_key=message_key(event.event_id, channel, recipient),
             kind=kind,
             channel=channel,
-            customer_id=event.customer_id,
+            customer_id=customer_of_planned(event) or event.aggregate_id,
             event_id=event.event_id,
             event_type=type(event).type_name(),
             occurred_at=event.occurred_at,
             recipient=recipient,
             postal_address=postal_address,
+            document_id=document_id,
             template=template_name(channel, kind),
             context=context,
             not_after=not_after,
@@ -285,6 +381,10 @@ class _Planner:
             "new_status": event.new_status.value,
             "expected_completion_date": _iso(event.expected_completion_date),
             "changed_at": event.occurred_at.isoformat(),
+            # CL-3: the date slipped (announced like a status change; the status may be
+            # unchanged).
+            "previous_expected_completion_date": _iso(_slipped_from(event)),
+            "status_changed": event.new_status is not event.old_status,
         }
         not_after = event.occurred_at + self.settings.claim_status_fresh_for
         kind = MessageKind.CLAIM_STATUS_CHANGED
@@ -296,8 +396,10 @@ class _Planner:
 
     # DOC-5
     def document_available(self, event: DocumentAvailable) -> list[OutgoingMessage]:
+        if event.delivery is DocumentDelivery.POST:
+            return self.document_letter(event)
         view = self.active_view
-        if view is None or not view.email or event.delivery is not DocumentDelivery.MAILBOX:
+        if view is None or not view.email:
             return []
         context: dict[str, TemplateValue] = {
             "name": view.name,
@@ -307,6 +409,29 @@ class _Planner:
         }
         not_after = event.occurred_at + self.settings.document_notice_fresh_for
         return [self._email(MessageKind.DOCUMENT_AVAILABLE, view.email, context, not_after)]
+
+    # DOC-4: by post, whatever the account's state (the insurer's correspondence)
+    def document_letter(self, event: DocumentAvailable) -> list[OutgoingMessage]:
+        view = self.view
+        if view is None or view.address is None:
+            return []
+        context: dict[str, TemplateValue] = {
+            "name": view.name,
+            "document_title": safe_document_title(event),
+            "written_form": event.written_form,
+            "issued_on": berlin_date(event.occurred_at).isoformat(),
+        }
+        return [
+            self._message(
+                kind=MessageKind.DOCUMENT_LETTER,
+                channel=ChannelKind.LETTER,
+                recipient=postal_recipient(view.address),
+                context=context,
+                not_after=event.occurred_at + self.settings.document_letter_fresh_for,
+                postal_address=view.address,
+                document_id=event.document_id,
+            )
+        ]
 
     # ID-3
     def activation_code(self, event: ActivationCodeIssued) -> list[OutgoingMessage]:
@@ -386,6 +511,53 @@ class _Planner:
         not_after = event.occurred_at + self.settings.confirmation_fresh_for
         return [self._email(MessageKind.ACCOUNT_CANCELLED, view.email, context, not_after)]
 
+    # ID-1/ID-8: the only message to an address before it is verified
+    def email_verification_code(self, event: EmailVerificationCodeIssued) -> list[OutgoingMessage]:
+        if self.view is not None and self.view.cancelled:
+            return []
+        context: dict[str, TemplateValue] = {
+            "name": self.name,
+            "code": event.code,
+            "expires_at": event.expires_at.isoformat(),
+        }
+        kind = MessageKind.EMAIL_VERIFICATION_CODE
+        return [self._email(kind, event.email, context, event.expires_at)]
+
+    # ID-1: the enumeration-safe registration's answer; never echoes the username
+    def registration_not_completed(self, event: RegistrationNotCompleted) -> list[OutgoingMessage]:
+        reason = event.reason if event.reason in REGISTRATION_REASONS else "other"
+        context: dict[str, TemplateValue] = {"reason": reason}
+        not_after = event.occurred_at + self.settings.registration_answer_fresh_for
+        kind = MessageKind.REGISTRATION_NOT_COMPLETED
+        return [self._email(kind, event.email, context, not_after)]
+
+    # ID-2/ID-4/ID-5/ID-7: security notices, to the verified address only
+    def security_notice(self, event: SecurityEvent) -> list[OutgoingMessage]:
+        view = self.active_view
+        if view is None or not view.email or not view.email_verified:
+            return []
+        context: dict[str, TemplateValue] = {
+            "name": view.name,
+            "notice": security_notice_of(event),
+            "at": event.occurred_at.isoformat(),
+            "locked_until": None,
+            "mobile_masked": None,
+            "device_name": None,
+        }
+        match event:
+            case AccountLocked():
+                context["locked_until"] = event.locked_until.isoformat()
+            case TwoFactorEnabled():
+                context["mobile_masked"] = shown_text(event.mobile_masked)
+            case DeviceBound():
+                context["device_name"] = shown_text(event.device_name)
+            case PasswordChanged() | TwoFactorDisabled() | DeviceRevoked():
+                pass
+            case _:
+                assert_never(event)
+        not_after = event.occurred_at + self.settings.confirmation_fresh_for
+        return [self._email(MessageKind.SECURITY_NOTICE, view.email, context, not_after)]
+
     # ID-8 / NT-2: confirmation to the old address
     def contact_details_changed(self, event: ContactDetailsChanged) -> list[OutgoingMessage]:
         view = self.view
@@ -415,6 +587,14 @@ class _Planner:
         if mobile_changed and old_mobile:
             messages.append(self._sms(kind, old_mobile, context, not_after))
         return messages
+
+
+def _slipped_from(event: ClaimStatusChanged) -> date | None:
+    """CL-3: the date announced before, when the new expected date is later than it."""
+    before, now = event.previous_expected_completion_date, event.expected_completion_date
+    if before is None or now is None or now <= before:
+        return None
+    return before
 
 
 def _old_value(previous: str | None, new: str | None, known: str | None) -> str | None:

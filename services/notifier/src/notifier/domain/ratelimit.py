@@ -19,11 +19,17 @@ Defaults (documented in the README; tune per environment):
 | SMS, notice     | 5 / 1 h, 15 / 24 h        | defer          |
 | letter, code    | 3 / 30 days               | drop           |
 | letter, notice  | 5 / 30 days               | defer          |
+| letter, document| 20 / 24 h, 100 / 30 days  | defer          |
 
 *Defer*: a legitimate notice waits until the window has room (it still expires at its
 `not_after`). *Drop*: a code that cannot go out now is useless later, and a flood of code
 requests is an attack (SMS pumping, mail bombing) or a loop; the message becomes
 SUPPRESSED, visible to operators.
+
+Documents that go by post (DOC-4) have a bucket of their own: they are the insurer's
+correspondence (policies, bills, written-form notices), not portal notices, so the letter
+notice limit must not hold them back until they expire; the generous limit only catches an
+upstream loop.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from notifier.domain.messages import ChannelKind, OutgoingMessage
+from notifier.domain.messages import ChannelKind, MessageKind, OutgoingMessage
 
 
 class OverLimit(StrEnum):
@@ -45,6 +51,7 @@ class OverLimit(StrEnum):
 class RateClass(StrEnum):
     CODE = "code"
     NOTICE = "notice"
+    DOCUMENT = "document"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +102,9 @@ def _default_rules() -> dict[tuple[ChannelKind, RateClass], RateRule]:
         (ChannelKind.LETTER, RateClass.NOTICE): RateRule(
             (Window(5, timedelta(days=30)),), OverLimit.DEFER
         ),
+        (ChannelKind.LETTER, RateClass.DOCUMENT): RateRule(
+            (Window(20, day), Window(100, timedelta(days=30))), OverLimit.DEFER
+        ),
     }
 
 
@@ -110,6 +120,8 @@ DEFAULT_RATE_LIMITS = RateLimits()
 
 
 def rate_class(message: OutgoingMessage) -> RateClass:
+    if message.kind is MessageKind.DOCUMENT_LETTER:
+        return RateClass.DOCUMENT
     return RateClass.CODE if message.is_code else RateClass.NOTICE
 
 

@@ -38,6 +38,7 @@ from notifier.domain.plan import (
     PLANNED_EVENT_TYPES,
     PlannedEvent,
     PlanSettings,
+    customer_of_planned,
     plan_messages,
     withheld_values,
 )
@@ -68,19 +69,25 @@ class Intake:
         # Across topics only business time orders events (ARCHITECTURE.md, "Events").
         events.sort(key=lambda e: e.occurred_at)
         folding = {e.customer_id for e in events if isinstance(e, CONTACT_EVENT_TYPES)}
-        planning = {e.customer_id for e in events if isinstance(e, PLANNED_EVENT_TYPES)}
+        planning = {
+            c
+            for e in events
+            if isinstance(e, PLANNED_EVENT_TYPES) and (c := customer_of_planned(e)) is not None
+        }
         views: dict[str, ContactView | None] = dict(await uow.contacts.lock(folding, now))
         views.update(await uow.contacts.read(planning - folding))
         planned: list[NewDelivery] = []
         changed: set[str] = set()
         for event in events:
-            customer = event.customer_id
             if isinstance(event, PLANNED_EVENT_TYPES):
-                messages_ = plan_messages(event, views.get(customer), settings=self.plan_settings)
+                planner = customer_of_planned(event)
+                view = views.get(planner) if planner is not None else None
+                messages_ = plan_messages(event, view, settings=self.plan_settings)
                 if not messages_:
                     log.info("no_message", event_type=event.type_name(), event_id=event.event_id)
                 planned += [self._prepare(event, message, now) for message in messages_]
             if isinstance(event, CONTACT_EVENT_TYPES):
+                customer = event.customer_id
                 views[customer] = apply(views.get(customer), event)
                 changed.add(customer)
         await uow.contacts.save([v for c in sorted(changed) if (v := views.get(c))], now)
