@@ -8,7 +8,7 @@ nor published without being stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import asyncpg
@@ -30,7 +30,6 @@ __all__ = [
     "EventStore",
     "RecordedEvent",
     "TopicOf",
-    "transaction_retrying_conflicts",
 ]
 
 T = TypeVar("T")
@@ -163,21 +162,6 @@ class EventStore:
     @staticmethod
     async def global_position(conn: Connection) -> int:
         return int(await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events"))
-
-
-async def transaction_retrying_conflicts(
-    pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]], attempts: int = 5
-) -> T:
-    """Run `work` in a transaction; when another writer moved a stream first, run it again
-    on fresh state (the decision is re-taken, never blindly re-applied)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                return await work(conn)
-        except ConcurrencyConflict:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
 
 
 def _recorded(row: asyncpg.Record) -> RecordedEvent:

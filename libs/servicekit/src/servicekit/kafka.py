@@ -1,8 +1,8 @@
 """Kafka clients with the settings this platform relies on.
 
-The defaults of the client libraries are not ours: aiokafka starts a new group at the
-latest offset (silently skipping history) and commits automatically (before the effect).
-These factories set earliest + manual commits, and an idempotent producer with acks=all.
+The defaults of the client libraries are not ours: the producer here is idempotent with
+acks=all, and topics are created with the platform's partition count. Live consumers are
+FastStream subscribers (`servicekit.stream`), which set earliest + commit-after-effect.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -36,26 +36,6 @@ def reliable_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         linger_ms=5,
         max_batch_size=256 * 1024,
         request_timeout_ms=30_000,
-        retry_backoff_ms=200,
-    )
-
-
-def at_least_once_consumer(
-    bootstrap: str, group_id: str, topics: Sequence[str], client_id: str | None = None
-) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        client_id=client_id or group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        max_poll_records=1000,
-        fetch_max_bytes=16 * 1024 * 1024,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        session_timeout_ms=30_000,
-        heartbeat_interval_ms=3_000,
         retry_backoff_ms=200,
     )
 

@@ -1,8 +1,8 @@
 """What every service process is made of, wired the same way everywhere.
 
-A service's bootstrap builds a `Runtime` and adds its own handlers: migrations applied,
-one pool, one idempotent producer, the event store with its outbox relay, inbox
-consumers that survive broker restarts, and the token verifier.
+A service's bootstrap builds a `Runtime`: migrations applied, one pool, the event store,
+the clock; from it come the service's transactions (its unit of work), its event stream
+(FastStream broker, inbox subscribers, the outbox relay's producer) and its HTTP app.
 """
 
 from __future__ import annotations
@@ -11,26 +11,22 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from contracts_schemas import topic_of
 from contracts_schemas.base import Contract
 from fastapi import FastAPI
 
 from servicekit.auth import JwksUrlKeys, KeySource, ServiceCredentials, StaticKeys, TokenVerifier
 from servicekit.clock import Clock, FileClock, SystemClock
-from servicekit.consumer import Handler, InboxConsumer
 from servicekit.db import Connection, create_pool, migrate, migrations_in
 from servicekit.eventstore import EventStore
 from servicekit.http import create_app
-from servicekit.kafka import at_least_once_consumer, ensure_topics, publish_all, reliable_producer
 from servicekit.logging import configure_logging, get_logger
 from servicekit.outbox import OutboxRelay, relay_lock_key
 from servicekit.permissions import SystemPermissions
@@ -51,10 +47,8 @@ RELAY_STOP_SECONDS = 35.0  # the producer's request timeout, and a little more
 class Runtime:
     settings: ServiceSettings
     pool: asyncpg.Pool
-    producer: AIOKafkaProducer
     store: EventStore
     clock: Clock
-    consumers: list[InboxConsumer] = field(default_factory=list)
     _relays_stopped: dict[int, list[asyncio.Event]] = field(default_factory=dict)
 
     @classmethod
@@ -66,29 +60,17 @@ class Runtime:
         dsn = settings.database_url.get_secret_value()
         await migrate(dsn, settings.schema_name, migrations_in(migrations))
         pool = await create_pool(dsn, settings.schema_name, settings.database_pool_max)
-        producer = reliable_producer(settings.kafka_bootstrap, settings.service_name)
-        await producer.start()
         store = EventStore(f"/{settings.service_name}", topic_for=functools.partial(
             _prefixed_topic, settings.topic_prefix
         ))  # fmt: skip
         clock = clock or (FileClock(settings.clock_file) if settings.clock_file else SystemClock())
-        return cls(settings, pool, producer, store, clock)
+        return cls(settings, pool, store, clock)
 
     async def close(self) -> None:
-        await self.producer.stop()
         await self.pool.close()
 
     def topic(self, name: str) -> str:
         return self.settings.topic_prefix + name
-
-    def relay_loop(self) -> Loop:
-        relay = OutboxRelay(
-            self.pool,
-            functools.partial(publish_all, self.producer),
-            lock_key=relay_lock_key(self.settings.schema_name),
-            name=self.settings.schema_name,
-        )
-        return relay.run
 
     def transactions(self, unit_of_work: Callable[[Connection, EventStore], U]) -> Transactions[U]:
         """Transactions on this service's pool, each with a fresh `unit_of_work`."""
@@ -133,33 +115,6 @@ class Runtime:
                 stopped.set()
 
         return publish
-
-    def consumer_loop(self, group: str, topics: Sequence[str], handler: Handler) -> Loop:
-        """Consume `topics` (unprefixed names) into `handler`; reconnects after broker errors."""
-        names = [self.topic(t) for t in topics]
-        group_id = self.settings.topic_prefix + group
-
-        async def consume(stop: asyncio.Event) -> None:
-            await ensure_topics(self.settings.kafka_bootstrap, names)
-            while not stop.is_set():
-                kafka = at_least_once_consumer(self.settings.kafka_bootstrap, group_id, names)
-                consumer = InboxConsumer(
-                    name=group_id, consumer=kafka, producer=self.producer, pool=self.pool,
-                    handler=handler,
-                )  # fmt: skip
-                self.consumers.append(consumer)
-                try:
-                    await kafka.start()
-                    await consumer.run(stop)
-                except KafkaError as exc:
-                    log.warning("consumer_restarting", group=group_id, error=repr(exc))
-                    await asyncio.sleep(1.0)
-                finally:
-                    self.consumers.remove(consumer)
-                    await kafka.stop()
-
-        consume.__name__ = f"consume:{group}"
-        return consume
 
     def token_verifier(self, client: httpx.AsyncClient) -> TokenVerifier:
         """Token lifetimes are security, not business: they run on the wall clock even
