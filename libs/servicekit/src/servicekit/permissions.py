@@ -23,6 +23,7 @@ class Operation(StrEnum):
     REPLAYS = "replays"  # operators replay failed deliveries or dead letters
     DOCUMENTS = "documents"  # output management delivers mailbox documents (DOC-1)
     CLAIMS = "claims"  # claims handling moves claims through their lifecycle (CL-4)
+    PRINTS = "prints"  # the letter channel fetches documents that go by post (DOC-4)
 
 
 DEFAULT_SYSTEM_OPERATIONS: Mapping[str, tuple[Operation, ...]] = {
@@ -31,6 +32,7 @@ DEFAULT_SYSTEM_OPERATIONS: Mapping[str, tuple[Operation, ...]] = {
     "output-management": (Operation.DOCUMENTS,),
     "operators": (Operation.JOBS, Operation.DELIVERIES, Operation.REPLAYS, Operation.CLAIMS),
     "claims-handling": (Operation.CLAIMS,),
+    "notifier": (Operation.PRINTS,),
 }
 
 

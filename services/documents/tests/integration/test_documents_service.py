@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 
 PRIVATE_KEY, JWKS = generate_signing_key("documents-it")
 SYSTEM = basic_authorization("output-management", "om-secret")
+PRINTER = basic_authorization("notifier", "printer-secret")
 MAX_UPLOAD = 256 * 1024
 
 
@@ -52,7 +53,10 @@ def settings_for(prefix: str, current: str = "k1", **keys: bytes) -> DocumentsSe
         kafka_bootstrap=required_env("PORTAL_KAFKA_BOOTSTRAP"),
         database_schema=prefix.rstrip(".").replace("-", "_"), topic_prefix=prefix,
         instance_id=prefix.rstrip("."), jwks=json.dumps(JWKS),
-        service_credentials={"output-management": ServiceCredentials.digest("om-secret")},
+        service_credentials={
+            "output-management": ServiceCredentials.digest("om-secret"),
+            "notifier": ServiceCredentials.digest("printer-secret"),
+        },
         master_keys={k: key_text(v) for k, v in (keys or {"k1": KEY_1}).items()},
         master_key_id=current, max_upload_bytes=MAX_UPLOAD,
     )  # fmt: skip
@@ -230,12 +234,14 @@ async def test_doc4_email_instead_of_letter_on_and_off_written_form_by_post_eith
         for written in (written_on, written_off):
             assert announced[written["document_id"]].delivery is ev.DocumentDelivery.POST
             assert announced[written["document_id"]].written_form
-            printed = await http.get(f"/internal/documents/{written['document_id']}/print",
-                                     headers={"Authorization": SYSTEM})  # fmt: skip
+            print_path = f"/internal/documents/{written['document_id']}/print"
+            not_the_printer = await http.get(print_path, headers={"Authorization": SYSTEM})
+            assert not_the_printer.status_code == 403, "output management cannot fetch prints"
+            printed = await http.get(print_path, headers={"Authorization": PRINTER})
             assert printed.status_code == 200
             assert printed.content == PDF
         mailbox_only = await http.get(f"/internal/documents/{while_on['document_id']}/print",
-                                      headers={"Authorization": SYSTEM})  # fmt: skip
+                                      headers={"Authorization": PRINTER})  # fmt: skip
         assert mailbox_only.status_code == 404
         assert (await http.get("/documents", headers=bearer("anna"))).json()["total"] == 4
 

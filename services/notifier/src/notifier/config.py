@@ -54,8 +54,8 @@ class NotifierSettings(ServiceSettings):
     letter_font_path: Path | None = None
 
     # --- the documents service's print route, for document letters' enclosures (DOC-4):
-    # the notifier calls it as the internal system `documents_system` (documents must grant
-    # that system the operation `documents`). Without it, document letters wait and retry.
+    # the notifier calls it as the internal system `documents_system` (documents grants
+    # that system the operation `prints`). Without it, document letters wait and retry.
     documents_base_url: str | None = None
     documents_system: str = "notifier"
     documents_secret: SecretStr | None = None

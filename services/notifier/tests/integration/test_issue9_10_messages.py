@@ -246,7 +246,7 @@ async def documents_service(prefix: str, port: int) -> AsyncIterator[httpx.Async
         },
         system_operations={
             "output-management": [Operation.DOCUMENTS],
-            "notifier": [Operation.DOCUMENTS],
+            "notifier": [Operation.PRINTS],
         },
         jwks=json.dumps(generate_signing_key("notifier-it")[1]),
         log_level="WARNING",

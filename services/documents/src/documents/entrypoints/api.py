@@ -52,6 +52,7 @@ _TITLES = {
     Reason.ACCOUNT_CANCELLED: "Account cancelled", Reason.INVALID: "Invalid request",
 }  # fmt: skip
 SystemCaller = Annotated[str, Depends(requires(Operation.DOCUMENTS))]
+PrintingSystem = Annotated[str, Depends(requires(Operation.PRINTS))]
 
 
 class DocumentsService(Protocol):
@@ -397,7 +398,7 @@ def create_app(service: DocumentsService) -> FastAPI:
         responses={200: _BINARY, **problems(404)},
         response_class=Response,
     )
-    async def print_document(document_id: str, system: SystemCaller) -> Response:
+    async def print_document(document_id: str, system: PrintingSystem) -> Response:
         """DOC-4: the letter channel fetches a document whose delivery is `post`."""
         return _download(await run(h.open_for_print, c.OpenForPrint(document_id)))
 
