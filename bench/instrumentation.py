@@ -1,0 +1,194 @@
+"""The cost of instrumentation (OPS-2): metrics and tracing on vs off, in one run.
+
+- HTTP: an authenticated read (ES256 token verified, one JSON answer) through a
+  servicekit app, `create_app(instrument=True)` with an SDK tracer provider exporting
+  every span, against `instrument=False`.
+- Consumer fold: `InboxConsumer.process` applying batches of PremiumPaid records through
+  the inbox (in memory: no database or broker time dilutes the figure, so it is the
+  upper bound of the relative cost), with the batch span and the counters, against the
+  same with a no-op tracer and no-op metrics.
+
+Aim: each instrumented figure at least 90 % of its uninstrumented baseline.
+`async def run(bootstrap, dsn) -> list[Row]`, like bench/notifier_email.py; alone:
+`python -m bench.instrumentation`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from contracts_schemas.base import Contract
+from contracts_schemas.cloudevents import encode
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from servicekit import stream as stream_module
+from servicekit.auth import StaticKeys, TokenVerifier, generate_signing_key, mint_token
+from servicekit.clock import SystemClock
+from servicekit.http import CurrentCustomer, create_app
+from servicekit.memory import InMemoryUnitOfWork, memory_transactions
+from servicekit.stream import InboxConsumer
+
+from bench.common import PremiumPaidFactory, Row, row
+
+SECTION = "instrumentation"
+AIM = ">= 0.90 x uninstrumented"
+
+
+class _Discard(SpanExporter):
+    """Spans are made, batched and handed over: the exporter's own I/O is not measured."""
+
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _install_tracing() -> None:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(_Discard()))
+        trace.set_tracer_provider(provider)
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _app(instrument: bool, jwks: dict[str, Any]) -> Any:
+    app = create_app("bench", instrument=instrument)
+    app.state.token_verifier = TokenVerifier(StaticKeys(jwks), SystemClock(), "portal")
+
+    @app.get("/accounts/{account}/statement")
+    async def statement(account: str, principal: CurrentCustomer) -> dict[str, Any]:
+        return {"account": account, "customer": principal.customer_id, "balance": 240}
+
+    return app
+
+
+async def _reads(instrument: bool, requests: int, token: str, jwks: dict[str, Any]) -> float:
+    transport = httpx.ASGITransport(app=_app(instrument, jwks))
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for _ in range(50):  # warm up
+            await client.get("/accounts/a-1/statement", headers=headers)
+        started = time.perf_counter()
+        for n in range(requests):
+            answer = await client.get(f"/accounts/a-{n % 100}/statement", headers=headers)
+            if answer.status_code != 200:
+                raise RuntimeError(f"read answered {answer.status_code}")
+        return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- consumer
+
+
+class _NoMetric:
+    def labels(self, *_: Any) -> _NoMetric:
+        return self
+
+    def inc(self, *_: Any) -> None:
+        return None
+
+    @contextmanager
+    def time(self) -> Iterator[None]:
+        yield
+
+
+@contextmanager
+def _uninstrumented_stream() -> Iterator[None]:
+    """The stream module's tracer and metrics replaced by no-ops, for the baseline."""
+    module: Any = stream_module
+    names = ("tracer", "CONSUMED", "BATCH_SECONDS")
+    saved = {name: getattr(module, name) for name in names}
+    module.tracer = lambda name: trace.NoOpTracer()
+    module.CONSUMED = module.BATCH_SECONDS = _NoMetric()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
+async def _fold(records: list[Any], batch: int) -> float:
+    async def handler(messages: Any, uow: InMemoryUnitOfWork) -> None:
+        await uow.events.enqueue(messages)  # what a fold hands on: kept by the unit of work
+
+    async def nowhere(_: Any) -> None:
+        return None
+
+    uow = InMemoryUnitOfWork()
+    consumer = InboxConsumer("bench.fold", handler, memory_transactions(uow), nowhere, "dlq")
+    started = time.perf_counter()
+    for first in range(0, len(records), batch):
+        await consumer.process(records[first : first + batch])
+    seconds = time.perf_counter() - started
+    if consumer.applied != len(records):
+        raise RuntimeError(f"applied {consumer.applied} of {len(records)}")
+    return seconds
+
+
+def _records(events: int) -> list[Any]:
+    from aiokafka import ConsumerRecord
+
+    factory = PremiumPaidFactory()
+    models: list[Contract] = [factory.model(i) for i in range(events)]
+    records = []
+    for offset, message in enumerate(models):
+        event = encode(message, "/contracts", "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01")
+        records.append(
+            ConsumerRecord(
+                "portal.contracts.policy.v1",
+                0,
+                offset,
+                0,
+                0,
+                b"k",
+                event.data,
+                None,
+                0,
+                len(event.data),
+                list(event.headers()),
+            )
+        )
+    return records
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _rows(name: str, count: int, on: float, off: float, unit: str) -> Row:
+    ratio = (count / on) / (count / off)
+    return row(
+        SECTION, f"{name}, metrics and tracing on", events=count, seconds=on,
+        baseline=f"{name}, off", baseline_events=count, baseline_seconds=off,
+        aim=AIM, met=ratio >= 0.9, note=unit,
+    )  # fmt: skip
+
+
+async def run(bootstrap: str = "", dsn: str = "", scale: int = 1) -> list[Row]:
+    _install_tracing()
+    private, jwks = generate_signing_key("bench")
+    token = mint_token(private, "cust-1", "portal", datetime.now(UTC) + timedelta(hours=1))
+    requests, events = 2_000 * scale, 20_000 * scale
+    # Alternate off/on twice and keep each side's best: the machine's noise hits both.
+    off = min([await _reads(False, requests, token, jwks) for _ in range(2)])
+    on = min([await _reads(True, requests, token, jwks) for _ in range(2)])
+    records = _records(events)
+    with _uninstrumented_stream():
+        fold_off = min([await _fold(records, 500) for _ in range(2)])
+    fold_on = min([await _fold(records, 500) for _ in range(2)])
+    return [
+        _rows("authenticated HTTP read", requests, on, off, "requests, in process (ASGI)"),
+        _rows(
+            "consumer fold (inbox, in memory)", events, fold_on, fold_off, "events, batches of 500"
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    for result in asyncio.run(run()):
+        print(result)
