@@ -153,6 +153,12 @@ def settings(**overrides: Any) -> GatewaySettings:
             "contracts": UpstreamSettings(url="http://contracts"),
             "loyalty": UpstreamSettings(url="http://loyalty"),
         },
+        "routes": {
+            "/identity": "identity",
+            "/.well-known/jwks.json": "identity",
+            "/contracts": "contracts",
+            "/loyalty": "loyalty",
+        },
         "rate_limit_per_address": "1000/minute",
         "rate_limit_per_account": "1000/minute",
         "rate_limit_public_per_address": "1000/minute",

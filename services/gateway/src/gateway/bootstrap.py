@@ -85,6 +85,7 @@ def build(
          for prefix, name in settings.routes.items()},
         public=settings.public_routes,
         blocked=settings.blocked_prefixes,
+        uploads=settings.upload_routes,
     )  # fmt: skip
     used = sorted(set(settings.routes.values()))
     clients = {

@@ -38,10 +38,20 @@ PUBLIC_ROUTES = (
     "GET /.well-known/jwks.json",
 )
 
+# Routes that take files ("METHOD /path", `*` one segment): the larger body limit
+# (claims' attachments CL-1/CL-2, documents for a waiting claim, secure messages DOC-2).
+UPLOAD_ROUTES = (
+    "POST /claims",
+    "POST /claims/*/documents",
+    "POST /messages",
+)
+
 # Never forwarded, whatever the route table says: upstream systems' and operators'
-# endpoints, metrics, AsyncAPI/OpenAPI documents and health checks of the services.
+# endpoints (operators log in at the console, never through the customers' door),
+# metrics, AsyncAPI/OpenAPI documents and health checks of the services.
 BLOCKED_PREFIXES = (
     "/internal",
+    "/identity/operators",
     "/metrics",
     "/asyncapi",
     "/health",
@@ -60,6 +70,8 @@ class GatewaySettings(ServiceSettings):
             "identity": UpstreamSettings(url="http://127.0.0.1:8004"),
             "contracts": UpstreamSettings(url="http://127.0.0.1:8001"),
             "loyalty": UpstreamSettings(url="http://127.0.0.1:8002"),
+            "claims": UpstreamSettings(url="http://127.0.0.1:8005"),
+            "documents": UpstreamSettings(url="http://127.0.0.1:8006"),
         }
     )
     # path prefix (a whole segment: "/contracts" routes "/contracts" and "/contracts/...",
@@ -70,6 +82,9 @@ class GatewaySettings(ServiceSettings):
             "/.well-known/jwks.json": "identity",
             "/contracts": "contracts",
             "/loyalty": "loyalty",
+            "/claims": "claims",
+            "/documents": "documents",
+            "/messages": "documents",
         }
     )
     # "METHOD /path" (exact path) reachable without an access token
@@ -87,6 +102,10 @@ class GatewaySettings(ServiceSettings):
     rate_limit_public_per_address: str = "60/minute"
 
     max_request_bytes: PositiveInt = 1_048_576
+    # On the upload routes: the services take files of up to 10 MiB each (and refuse a
+    # larger one themselves with a problem); the gateway bounds the whole request.
+    upload_routes: list[str] = Field(default_factory=lambda: list(UPLOAD_ROUTES))
+    max_upload_request_bytes: PositiveInt = 32 * 1_048_576
     # Requests from these peers may name the client in X-Forwarded-For (a load balancer
     # in front of the gateway); everybody else is the client themself.
     trusted_proxies: list[str] = Field(default_factory=list)

@@ -196,6 +196,31 @@ async def test_gw1_requests_over_the_size_limit_are_413_declared_or_streamed() -
         assert within.status_code == 200
 
 
+async def test_gw1_upload_routes_take_larger_bodies_up_to_their_own_limit() -> None:
+    async with gateway_world(
+        max_request_bytes=1024, max_upload_request_bytes=4096,
+        upload_routes=["POST /contracts/echo/*"],
+    ) as world:  # fmt: skip
+        within = await world.http.post(
+            "/contracts/echo/x", content=b"z" * 4096, headers=bearer(token())
+        )
+        assert within.status_code == 200
+        assert len(within.json()["body"]) == 4096
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(5):
+                yield b"y" * 1000
+
+        streamed = await world.http.post(
+            "/contracts/echo/x", content=chunks(), headers=bearer(token())
+        )
+        assert_problem(streamed, 413)
+        elsewhere = await world.http.post(
+            "/contracts/echo/x/y", content=b"z" * 1025, headers=bearer(token())
+        )
+        assert_problem(elsewhere, 413)
+
+
 async def test_gw1_too_many_requests_per_address_are_429_with_retry_after() -> None:
     async with gateway_world(rate_limit_per_address="2/minute") as world:
         answers = [

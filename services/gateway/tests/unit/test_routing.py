@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gateway.config import BLOCKED_PREFIXES, PUBLIC_ROUTES
+from gateway.config import BLOCKED_PREFIXES, PUBLIC_ROUTES, GatewaySettings
 from gateway.domain.routing import RouteTable, Upstream, canonical
 
 IDENTITY = Upstream("identity", "http://identity")
@@ -101,3 +101,86 @@ def test_gw1_the_openapi_merge_keeps_only_what_is_routed_to_that_same_upstream()
 def test_gw1_a_prefix_must_name_a_segment() -> None:
     with pytest.raises(ValueError, match="prefix"):
         RouteTable({"/": CONTRACTS})
+
+
+DEFAULTS = GatewaySettings()
+DEFAULT_TABLE = RouteTable(
+    {prefix: Upstream(name, DEFAULTS.upstreams[name].url)
+     for prefix, name in DEFAULTS.routes.items()},
+    public=DEFAULTS.public_routes,
+    blocked=DEFAULTS.blocked_prefixes,
+    uploads=DEFAULTS.upload_routes,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "upstream"),
+    [
+        ("POST", "/claims", "claims"),
+        ("GET", "/claims", "claims"),
+        ("GET", "/claims/notification-channel", "claims"),
+        ("GET", "/claims/CL-1", "claims"),
+        ("POST", "/claims/CL-1/documents", "claims"),
+        ("GET", "/claims/CL-1/attachments/A-1", "claims"),
+        ("PUT", "/claims/CL-1/notification-channel", "claims"),
+        ("GET", "/documents", "documents"),
+        ("PUT", "/documents/delivery-preference", "documents"),
+        ("GET", "/documents/D-1/content", "documents"),
+        ("POST", "/documents/D-1/read", "documents"),
+        ("POST", "/messages", "documents"),
+        ("GET", "/messages/M-1/attachments/A-1", "documents"),
+        ("GET", "/contracts/P-1", "contracts"),
+        ("GET", "/loyalty/statement", "loyalty"),
+        ("GET", "/identity/me", "identity"),
+    ],
+)
+def test_gw1_claims_documents_and_messages_go_to_their_services_by_default(
+    method: str, path: str, upstream: str
+) -> None:
+    """Issue 10 through the gateway: claims (:8005), the mailbox and messages (:8006)."""
+    route = DEFAULT_TABLE.resolve(method, path)
+    assert route is not None
+    assert route.upstream.name == upstream
+    assert not route.public
+    assert DEFAULTS.upstreams["claims"].url.endswith(":8005")
+    assert DEFAULTS.upstreams["documents"].url.endswith(":8006")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/identity/operators/login",
+        "/identity/operators",
+        "/IDENTITY/Operators/login",
+        "/internal/claims/transitions",
+        "/internal/documents",
+        "/internal/documents/D-1/print",
+        "/internal/messages/M-1",
+        "/claimsX",
+        "/documentsX/x",
+        "/messages-internal",
+    ],
+)
+def test_gw1_operator_login_and_internal_routes_of_the_new_services_are_never_routed(
+    path: str,
+) -> None:
+    """Operators log in at the console, never through the customers' front door."""
+    for method in ("GET", "POST"):
+        assert DEFAULT_TABLE.resolve(method, path) is None
+    assert not DEFAULT_TABLE.routed("/identity/operators/login", "identity")
+
+
+def test_gw1_upload_routes_get_the_larger_body_limit_other_routes_do_not() -> None:
+    def upload(method: str, path: str) -> bool:
+        route = DEFAULT_TABLE.resolve(method, path)
+        assert route is not None
+        return route.upload
+
+    assert upload("POST", "/claims")
+    assert upload("POST", "/claims/CL-1/documents")
+    assert upload("POST", "/messages")
+    assert not upload("GET", "/claims")
+    assert not upload("POST", "/claims/CL-1/documents/x")
+    assert not upload("POST", "/claims/notification-channel")
+    assert not upload("POST", "/identity/registrations")
+    assert not upload("POST", "/documents/D-1/read")

@@ -29,6 +29,8 @@ class Route:
     prefix: str
     upstream: Upstream
     public: bool
+    # A route that takes files (claims' attachments, messages): the larger body limit.
+    upload: bool = False
 
 
 def canonical(path: str, raw_path: str) -> bool:
@@ -55,6 +57,7 @@ class RouteTable:
         routes: Mapping[str, Upstream],
         public: Iterable[str] = (),
         blocked: Iterable[str] = (),
+        uploads: Iterable[str] = (),
     ) -> None:
         for prefix in routes:
             if not prefix.startswith("/") or prefix == "/":
@@ -63,6 +66,7 @@ class RouteTable:
         self._routes = sorted(routes.items(), key=lambda item: len(item[0]), reverse=True)
         self._public = {_public_key(entry) for entry in public}
         self._blocked = [b.rstrip("/").lower() for b in blocked]
+        self._uploads = [_upload_pattern(entry) for entry in uploads]
 
     def resolve(self, method: str, path: str, raw_path: str | None = None) -> Route | None:
         """The route for a request, or None (answered 404)."""
@@ -74,7 +78,11 @@ class RouteTable:
         for prefix, upstream in self._routes:
             if _under(path, prefix):
                 public = (method.upper(), path.rstrip("/") or "/") in self._public
-                return Route(prefix, upstream, public)
+                upload = any(
+                    m == method.upper() and p.fullmatch(path.rstrip("/") or "/")
+                    for m, p in self._uploads
+                )
+                return Route(prefix, upstream, public, upload)
         return None
 
     @property
@@ -96,6 +104,13 @@ def _public_key(entry: str) -> tuple[str, str]:
     if not path.startswith("/"):
         raise ValueError(f"a public route is 'METHOD /path': {entry!r}")
     return method.upper(), path.strip().rstrip("/") or "/"
+
+
+def _upload_pattern(entry: str) -> tuple[str, re.Pattern[str]]:
+    """`POST /claims/*/documents`: `*` stands for exactly one path segment."""
+    method, path = _public_key(entry)
+    segments = [r"[^/]+" if s == "*" else re.escape(s) for s in path.split("/")]
+    return method, re.compile("/".join(segments))
 
 
 def _template_free(path: str) -> str:

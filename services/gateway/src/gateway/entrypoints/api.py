@@ -246,10 +246,16 @@ async def proxy(request: Request) -> Response:
     if not route.public:
         subject = await _authenticate(gateway, request)
         await _admit(gateway, gateway.limits.admit_account(subject))
+    limit = _body_limit(gateway, route)
     declared = _declared_length(request)
-    if declared is not None and declared > settings.max_request_bytes:
-        raise _too_large(settings.max_request_bytes)
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
     return await _forward(gateway, request, route, raw_path, chain)
+
+
+def _body_limit(gateway: Gateway, route: Route) -> int:
+    settings = gateway.settings
+    return settings.max_upload_request_bytes if route.upload else settings.max_request_bytes
 
 
 async def _forward(
@@ -270,7 +276,8 @@ async def _forward(
     has_body = request.method not in {"GET", "HEAD", "OPTIONS"} or (
         "content-length" in request.headers or "transfer-encoding" in request.headers
     )
-    body = _LimitedBody(request, gateway.settings.max_request_bytes) if has_body else None
+    limit = _body_limit(gateway, route)
+    body = _LimitedBody(request, limit) if has_body else None
     upstream_request = client.build_request(
         request.method, f"{raw_path}?{query}" if query else raw_path, headers=headers,
         content=body,
@@ -280,14 +287,14 @@ async def _forward(
         answer = await client.send(upstream_request, stream=True)
     except Exception as exc:
         if body is not None and body.exceeded:
-            raise _too_large(gateway.settings.max_request_bytes) from None
+            raise _too_large(limit) from None
         problem = _transport_problem(name, exc)
         if problem is exc:
             raise
         raise problem from None
     if body is not None and body.exceeded:
         await answer.aclose()
-        raise _too_large(gateway.settings.max_request_bytes)
+        raise _too_large(limit)
     return await _answer(request, answer)
 
 
