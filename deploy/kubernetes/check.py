@@ -1,7 +1,9 @@
 """Offline check of the Kubernetes manifests (`scripts/check-kubernetes`, part of `make lint`).
 
 1. `helm lint --strict` and `helm template` of deploy/kubernetes/portal, with its default
-   values and with every file in portal/ci/ (other shapes the chart must also render).
+   values and with every file in portal/ci/ (other shapes the chart must also render);
+   helm checks the values against portal/values.schema.json (which also refuses a
+   secret-looking variable in a service's `env`).
 2. Every rendered object of a built-in kind is validated against the Kubernetes OpenAPI
    schemas that `kubernetes-validate` ships, strictly (an unknown field is an error), for
    the oldest Kubernetes the chart supports and the newest the package knows.
