@@ -27,6 +27,7 @@ from servicekit.clock import Clock, FileClock, SystemClock
 from servicekit.db import Connection, create_pool, migrate, migrations_in
 from servicekit.eventstore import EventStore
 from servicekit.http import create_app
+from servicekit.lag import lag_loop
 from servicekit.logging import configure_logging, get_logger
 from servicekit.outbox import OutboxRelay, relay_lock_key
 from servicekit.permissions import SystemPermissions
@@ -115,6 +116,27 @@ class Runtime:
                 stopped.set()
 
         return publish
+
+    def lag_loop(self, stream: EventStream[Any]) -> Loop:
+        """OPS-2: the consumer lag of the stream's groups per partition, measured every 15 s
+        (`servicekit.lag`). It begins once the stream started - its subscribers registered
+        (`subscribe`) and its topics created, so every partition of them is measured."""
+        measure = lag_loop(
+            self.settings.kafka_bootstrap, stream, client_id=f"{self.settings.service_name}-lag"
+        )
+
+        async def consumer_lag(stop: asyncio.Event) -> None:
+            started = asyncio.create_task(stream.started.wait())
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({started, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                started.cancel()
+                stopping.cancel()
+            if not stop.is_set():
+                await measure(stop)
+
+        return consumer_lag
 
     def token_verifier(self, client: httpx.AsyncClient) -> TokenVerifier:
         """Token lifetimes are security, not business: they run on the wall clock even

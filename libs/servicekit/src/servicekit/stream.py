@@ -13,6 +13,13 @@ handler `(messages, uow) -> None`; this module supplies the guarantees around it
 - anything else (the database or broker away) seeks back to the batch's first offsets
   and tries again after a pause, so nothing is skipped.
 
+Tracing (OPS-2): a batch mixes events of many traces. Its span is a root span linked to
+every trace context the batch's records carry; the handler is called once per run of
+CONSECUTIVE fresh messages with the same `traceparent` (in order, inside the batch's one
+transaction), under a CONSUMER span whose parent is that run's context - so whatever the
+handler records into the outbox (which stores the active `traceparent` with each event)
+continues the trace of the event that caused it, never the trace of a neighbour.
+
 FastStream's consume loop swallows whatever a handler or its parser raises and fetches
 the next batch, whose commit would then move past the failed one. So nothing may escape
 here: the batch parser decodes nothing (the inbox consumer decodes and dead-letters
@@ -42,6 +49,9 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.message import ConsumerProtocol
 from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 from faststream.kafka.testing import FakeProducer
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from servicekit.kafka import OutgoingRecord, ensure_topics
 from servicekit.logging import get_logger
@@ -80,6 +90,10 @@ class Delivery:
     message: Contract
     cloud_event: CloudEvent
     record: Record
+
+    @property
+    def traceparent(self) -> str | None:
+        return traceparent_of(self.record)
 
     @property
     def inbox_key(self) -> str:
@@ -129,20 +143,34 @@ class InboxConsumer(Generic[U]):
         if not records:
             return
         deliveries, dead = decode_records(records)
-        span = tracer(__name__).start_as_current_span(
-            f"consume {self.name}", context=context_from_headers(records[0].headers)
+        tracing = tracer(__name__)
+        # A root span: the batch belongs to no one trace; it links to all of them.
+        span = tracing.start_as_current_span(
+            f"consume {self.name}",
+            context=Context(),
+            kind=SpanKind.CONSUMER,
+            links=_links(records),
+            attributes=self._attributes(len(records)),
+            record_exception=False,
+            set_status_on_exception=False,
         )
-        with span, BATCH_SECONDS.labels(self.name).time():
-            dead += await self._apply(deliveries)
-            await self._dead_letter(dead)
+        with span as current, BATCH_SECONDS.labels(self.name).time():
+            try:
+                dead += await self._apply(deliveries, tracing)
+                await self._dead_letter(dead)
+            except Exception as exc:
+                _failed(current, exc)
+                raise
 
-    async def _apply(self, deliveries: list[Delivery]) -> list[DeadLetter]:
+    async def _apply(self, deliveries: list[Delivery], tracing: trace.Tracer) -> list[DeadLetter]:
         """The batch in one transaction; when one message cannot be applied, one by one."""
         if not deliveries:
             return []
         try:
             self._count(
-                await self._transactions.run(functools.partial(self._apply_fresh, deliveries))
+                await self._transactions.run(
+                    functools.partial(self._apply_fresh, tracing, deliveries)
+                )
             )
             return []
         except (Rejected, Unstorable):
@@ -151,7 +179,9 @@ class InboxConsumer(Generic[U]):
         for delivery in deliveries:
             try:
                 self._count(
-                    await self._transactions.run(functools.partial(self._apply_fresh, [delivery]))
+                    await self._transactions.run(
+                        functools.partial(self._apply_fresh, tracing, [delivery])
+                    )
                 )
             except (Rejected, Unstorable) as refused:
                 # Not remembered in the inbox: replayed from the dead letters once its cause
@@ -159,11 +189,38 @@ class InboxConsumer(Generic[U]):
                 dead.append(DeadLetter(delivery.record, refused.reason))
         return dead
 
-    async def _apply_fresh(self, deliveries: list[Delivery], uow: U) -> Counts:
+    async def _apply_fresh(
+        self, tracing: trace.Tracer, deliveries: list[Delivery], uow: U
+    ) -> Counts:
         fresh = await self._remember(uow, deliveries)
-        if fresh:
-            await self._handler([d.message for d in fresh], uow)
+        for run in consecutive_runs(fresh):
+            await self._handle_run(tracing, run, uow)
         return Counts(applied=len(fresh), duplicates=len(deliveries) - len(fresh))
+
+    async def _handle_run(self, tracing: trace.Tracer, run: list[Delivery], uow: U) -> None:
+        """The handler on one run of messages of one trace context, under a span of that
+        trace (a run without one: under the batch's span)."""
+        parent = context_from_headers(run[0].record.headers) if run[0].traceparent else None
+        with tracing.start_as_current_span(
+            f"process {self.name}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=self._attributes(len(run)),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                await self._handler([d.message for d in run], uow)
+            except Exception as exc:
+                _failed(span, exc)
+                raise
+
+    def _attributes(self, count: int) -> dict[str, str | int]:
+        return {
+            "messaging.system": "kafka",
+            "messaging.consumer.group.name": self.name,
+            "messaging.batch.message_count": count,
+        }
 
     def _count(self, counts: Counts) -> None:
         """Counted once the transaction committed: a retried one is not counted twice."""
@@ -208,6 +265,44 @@ def decode_records(records: Sequence[Record]) -> tuple[list[Delivery], list[Dead
             continue
         deliveries.append(Delivery(message, cloud_event, record))
     return deliveries, dead
+
+
+def traceparent_of(record: Record) -> str | None:
+    for key, value in record.headers or ():
+        if key == "traceparent" and value:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def consecutive_runs(deliveries: Sequence[Delivery]) -> list[list[Delivery]]:
+    """`deliveries` cut into runs of consecutive ones with the same `traceparent`, in
+    order (an event of another trace between two of one trace starts a new run)."""
+    runs: list[list[Delivery]] = []
+    for delivery in deliveries:
+        if runs and runs[-1][0].traceparent == delivery.traceparent:
+            runs[-1].append(delivery)
+        else:
+            runs.append([delivery])
+    return runs
+
+
+def _links(records: Sequence[Record]) -> list[Link]:
+    """One link to each distinct valid trace context of the records, in order."""
+    links: dict[tuple[int, int], Link] = {}
+    for record in records:
+        if traceparent_of(record) is None:
+            continue
+        context = trace.get_current_span(context_from_headers(record.headers)).get_span_context()
+        if context.is_valid:
+            links.setdefault((context.trace_id, context.span_id), Link(context))
+    return list(links.values())
+
+
+def _failed(span: trace.Span, exc: Exception) -> None:
+    """Mark a span failed with the exception's type only: its message may quote input."""
+    if span.is_recording():
+        span.set_attribute("exception.type", type(exc).__name__)
+        span.set_status(Status(StatusCode.ERROR))
 
 
 def _first_of_each(deliveries: Iterable[Delivery]) -> list[Delivery]:
@@ -263,6 +358,8 @@ class EventStream(Generic[U]):
         )
         self.consumers: list[InboxConsumer[U]] = []
         self._topics: list[str] = []
+        #: Set once the topics exist and the broker started (the lag monitor waits for it).
+        self.started = asyncio.Event()
 
     def topic(self, name: str) -> str:
         return self._settings.topic_prefix + name
@@ -312,8 +409,10 @@ class EventStream(Generic[U]):
     async def start(self) -> None:
         await ensure_topics(self._settings.kafka_bootstrap, self._topics)
         await self.broker.start()
+        self.started.set()
 
     async def close(self) -> None:
+        self.started.clear()
         await self.broker.stop()
 
     def producer(self) -> AIOKafkaProducer:
@@ -404,7 +503,12 @@ def _on_batch(consumer: InboxConsumer[Any]) -> Callable[[KafkaMessage], Awaitabl
             # Database or broker away: nothing of this batch was committed; read it again.
             pause = RETRY_PAUSE_SECONDS[min(failures, len(RETRY_PAUSE_SECONDS) - 1)]
             failures += 1
-            log.warning("batch_failed_retrying", consumer=consumer.name, error=repr(exc))
+            log.warning(
+                "batch_failed_retrying",
+                consumer=consumer.name,
+                error=type(exc).__name__,
+                exc_info=exc,
+            )
             await asyncio.sleep(pause)
             rewind(message.consumer, records)
             return
@@ -417,7 +521,12 @@ def _on_batch(consumer: InboxConsumer[Any]) -> Callable[[KafkaMessage], Awaitabl
         except KafkaError as exc:
             # A rebalance or an unreachable coordinator: whoever reads these partitions next
             # starts from the last commit, and the inbox absorbs what this batch applied.
-            log.warning("offset_commit_failed", consumer=consumer.name, error=repr(exc))
+            log.warning(
+                "offset_commit_failed",
+                consumer=consumer.name,
+                error=type(exc).__name__,
+                exc_info=exc,
+            )
 
     consume.__name__ = f"consume_{consumer.name}"
     return consume

@@ -32,7 +32,11 @@ class Service:
     http: httpx.AsyncClient
 
     def loops(self) -> list[Loop]:
-        return [self.runtime.outbox_loop(self.stream), self.runtime.stream_loop(self.stream)]
+        return [
+            self.runtime.outbox_loop(self.stream),
+            self.runtime.stream_loop(self.stream),
+            self.runtime.lag_loop(self.stream),
+        ]
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -39,7 +39,11 @@ class Service:
     settings: IdentitySettings
 
     def loops(self) -> list[Loop]:
-        return [self.runtime.outbox_loop(self.stream), self.runtime.stream_loop(self.stream)]
+        return [
+            self.runtime.outbox_loop(self.stream),
+            self.runtime.stream_loop(self.stream),
+            self.runtime.lag_loop(self.stream),
+        ]
 
     async def close(self) -> None:
         await self.runtime.close()

@@ -40,6 +40,7 @@ class Service:
         return [
             self.runtime.stream_loop(self.stream),
             self.runtime.outbox_loop(self.stream),
+            self.runtime.lag_loop(self.stream),
             *self.background,
         ]
 

@@ -49,9 +49,13 @@ class Service:
     workers: list[Loop] = field(default_factory=list)
 
     def loops(self) -> list[Loop]:
-        """The stream's subscribers and the workers. No outbox relay: the notifier
-        publishes no events (its consumer's dead letters go through the stream)."""
-        return [self.runtime.stream_loop(self.stream), *self.workers]
+        """The stream's subscribers, their consumer lag and the workers. No outbox relay:
+        the notifier publishes no events (its consumer's dead letters go through the stream)."""
+        return [
+            self.runtime.stream_loop(self.stream),
+            self.runtime.lag_loop(self.stream),
+            *self.workers,
+        ]
 
     async def close(self) -> None:
         await self.http.aclose()
