@@ -49,6 +49,7 @@ lint: tools
 	$(UV) run python -m servicekit.asyncapi_cli --check $(STREAMING)
 	@$(PLATFORM) ensure-prometheus
 	promtool check rules deploy/prometheus/rules/*.yml
+	scripts/check-kubernetes
 
 format: tools
 	$(UV) run ruff check --fix .
