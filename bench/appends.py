@@ -2,8 +2,9 @@
 transaction) against raw asyncpg INSERTs of the same event rows into an equivalent table
 (`CREATE TABLE raw_events (LIKE events INCLUDING ALL)`: same columns, identity, defaults,
 unique constraints and indexes). A second baseline writes the same event rows AND the same
-outbox rows (pre-encoded) into twin tables: the ratio against it is what `append`'s own
-work costs, beyond the rows it writes.
+outbox rows (an event's lean outbox row: event id, topic, key, source, traceparent) into
+twin tables: the ratio against it is what `append`'s own work costs, beyond the rows it
+writes. Many streams per transaction go through `append_many`, one statement for all.
 
 Timed stretches of the subject and of its baselines are interleaved in chunks, rotating
 who goes first, so a checkpoint or a neighbour's load hits all of them alike. The rows
@@ -14,14 +15,12 @@ database's work.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from contracts_schemas import partition_key
-from contracts_schemas.cloudevents import encode
 from contracts_schemas.contracts import PremiumPaid
 from servicekit.eventstore import EventStore
 
@@ -39,7 +38,7 @@ SECTION = "1 event store"
 AIM = 0.80
 
 RawRow = tuple[UUID, str, int, str, datetime, str]
-OutboxRow = tuple[str, str, str, str, bytes]
+OutboxRow = tuple[str, UUID, str, str, str, str | None]
 RawRows = tuple[RawRow, OutboxRow | None]
 
 _RAW_ONE = """
@@ -52,12 +51,12 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::timestam
 """
 
 _RAW_OUTBOX_ONE = """
-INSERT INTO raw_outbox (event_id, topic, partition_key, headers, payload)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO raw_outbox (event_id, event_ref, topic, partition_key, source, traceparent)
+VALUES ($1, $2, $3, $4, $5, $6)
 """
 _RAW_OUTBOX_MANY = """
-INSERT INTO raw_outbox (event_id, topic, partition_key, headers, payload)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[])
+INSERT INTO raw_outbox (event_id, event_ref, topic, partition_key, source, traceparent)
+SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
 """
 
 Chunk = Callable[[int, int], Awaitable[None]]
@@ -118,9 +117,9 @@ async def run(dsn: str, topic: str, tx_events: int, batched_events: int, batch: 
             return made
 
         def outbox_row(event: PremiumPaid) -> OutboxRow:
-            ce = encode(event, "/contracts")
-            headers = json.dumps([[k, v.decode()] for k, v in ce.headers()])
-            return (ce.id, topic, partition_key(event), headers, ce.data)
+            """The lean row `append` queues for an event (no span is active here)."""
+            return (str(event.event_id), event.event_id, topic, partition_key(event),
+                    store.source, None)  # fmt: skip
 
         async def one_per_tx(events: Sequence[PremiumPaid], start: int, end: int) -> None:
             for event in events[start:end]:
@@ -133,11 +132,11 @@ async def run(dsn: str, topic: str, tx_events: int, batched_events: int, batch: 
                 async with pool.acquire() as conn, conn.transaction():
                     await store.append(conn, chunk[0].aggregate_id, 0, chunk)
 
-        async def stream_per_event(events: Sequence[PremiumPaid], start: int, end: int) -> None:
+        async def streams_per_batch(events: Sequence[PremiumPaid], start: int, end: int) -> None:
             for first in range(start, end, batch):
+                appends = [(e.aggregate_id, 0, [e]) for e in events[first : first + batch]]
                 async with pool.acquire() as conn, conn.transaction():
-                    for event in events[first : first + batch]:
-                        await store.append(conn, event.aggregate_id, 0, [event])
+                    await store.append_many(conn, appends)
 
         async def raw_one_per_tx(raws: Sequence[RawRows], start: int, end: int) -> None:
             for event_values, outbox_values in raws[start:end]:
@@ -209,11 +208,13 @@ async def run(dsn: str, topic: str, tx_events: int, batched_events: int, batch: 
                 baseline=baseline_name.replace("raw", "raw events+outbox", 1),
                 baseline_events=count,
                 baseline_seconds=raw_outbox_s,
+                aim=f"ratio >= {AIM:.2f} (the same rows)",
                 note="decomposition: the baseline writes the outbox rows append writes"
                 " (pre-encoded), so its ratio is the cost of append's own work"
                 if not rows
                 else "",
             )
+            same_rows["met"] = same_rows["ratio"] >= AIM
             return [primary, same_rows]
 
         rows += await measure(
@@ -238,11 +239,11 @@ async def run(dsn: str, topic: str, tx_events: int, batched_events: int, batch: 
         rows += await measure(
             f"append, {batch} events per transaction, 1 stream per event",
             f"raw unnest INSERT, {batch} rows per transaction",
-            stream_per_event,
+            streams_per_batch,
             raw_multi_row,
             singles,
             per_tx,
-            f"{batch} append() calls (a new stream each) in one transaction",
+            f"one append_many() call of {batch} streams (a new one each, expected version 0)",
         )
         stored = await count_rows(pool, "events")
         queued = await count_rows(pool, "outbox")

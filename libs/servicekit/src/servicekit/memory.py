@@ -44,6 +44,22 @@ class InMemoryEventLog:
         stream.extend(events)
         self.published.extend(events)
 
+    async def append_many(self, appends: Sequence[tuple[str, int, Sequence[Event]]]) -> None:
+        """All or none, as one statement in PostgreSQL: every stream checked first."""
+        appends = [a for a in appends if a[2]]
+        if len({stream_id for stream_id, _, _ in appends}) != len(appends):
+            raise ValueError("append_many names a stream twice: merge its events into one entry")
+        for stream_id, expected_version, _ in appends:
+            if len(self.streams.get(stream_id, ())) != expected_version:
+                raise ConcurrencyConflict(
+                    stream_id, expected_version, len(self.streams.get(stream_id, ()))
+                )
+        ids = [str(e.event_id) for _, _, events in appends for e in events]
+        if self._event_ids.intersection(ids) or len(set(ids)) != len(ids):
+            raise DuplicateEvent("event id already stored")
+        for stream_id, expected_version, events in appends:
+            await self.append(stream_id, expected_version, events)
+
     async def enqueue(self, messages: Sequence[Contract]) -> None:
         self.published.extend(messages)
 

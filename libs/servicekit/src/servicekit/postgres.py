@@ -35,6 +35,9 @@ class PostgresEventLog:
     async def append(self, stream_id: str, expected_version: int, events: Sequence[Event]) -> None:
         await self._store.append(self._conn, stream_id, expected_version, events)
 
+    async def append_many(self, appends: Sequence[tuple[str, int, Sequence[Event]]]) -> None:
+        await self._store.append_many(self._conn, appends)
+
     async def enqueue(self, messages: Sequence[Contract]) -> None:
         await self._store.enqueue(self._conn, messages)
 

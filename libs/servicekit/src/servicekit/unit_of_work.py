@@ -72,6 +72,10 @@ class EventLog(Protocol):
         self, stream_id: str, expected_version: int, events: Sequence[Event]
     ) -> None: ...
 
+    async def append_many(self, appends: Sequence[tuple[str, int, Sequence[Event]]]) -> None:
+        """(stream id, expected version, events) of many streams, all or none."""
+        ...
+
     async def enqueue(self, messages: Sequence[Contract]) -> None:
         """Publish messages that are not events of a stream (same transaction)."""
         ...
