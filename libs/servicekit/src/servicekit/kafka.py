@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -40,17 +40,47 @@ def reliable_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
-async def publish_all(producer: AIOKafkaProducer, records: Sequence[OutgoingRecord]) -> None:
-    """Send records in order and wait until the broker acknowledged every one of them.
+def at_least_once_consumer(
+    bootstrap: str, group_id: str, topics: Sequence[str], client_id: str | None = None
+) -> AIOKafkaConsumer:
+    """A plain aiokafka consumer with the stream's fetch settings and manual commits: the
+    raw baseline of the benchmarks (services consume through `servicekit.stream`)."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        client_id=client_id or group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=1000,
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        session_timeout_ms=30_000,
+        heartbeat_interval_ms=3_000,
+        retry_backoff_ms=200,
+    )
+
+
+async def send_all(
+    producer: AIOKafkaProducer, records: Sequence[OutgoingRecord]
+) -> asyncio.Future[list[object]]:
+    """Enqueue records in order; the result completes when the broker acknowledged every
+    one of them (the outbox relay's `Send`, to pipeline its rounds).
 
     Enqueuing in order on one idempotent producer keeps each partition's order, retries
-    included.
+    included, also across calls.
     """
     deliveries = [
         await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers)
         for r in records
     ]
-    await asyncio.gather(*deliveries)
+    return asyncio.gather(*deliveries)
+
+
+async def publish_all(producer: AIOKafkaProducer, records: Sequence[OutgoingRecord]) -> None:
+    """Send records in order and wait until the broker acknowledged every one of them."""
+    await (await send_all(producer, records))
 
 
 async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:

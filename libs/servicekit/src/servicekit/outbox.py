@@ -4,6 +4,16 @@ One relay instance per service is active at a time (a PostgreSQL advisory lock e
 it), so the order of the outbox is the order on each partition. A crash after the broker
 acknowledged but before the rows were marked sent publishes those rows again on restart;
 consumers absorb the duplicate through their inbox.
+
+Rounds are pipelined when the relay is given a `send` (enqueue in order, acknowledgements
+later): round N+1 is read and enqueued on the one idempotent producer while round N's
+acknowledgements are still on their way, so each partition gets the rows in outbox order.
+A round is marked sent only once all its acknowledgements arrived, and rounds are marked
+in order: when one fails, neither it nor any later round is marked, and all of them are
+read again (from the oldest unpublished row) after the back-off.
+
+An event's outbox row is lean (see `servicekit.eventstore`): its body and envelope are
+read from `events` here; rows queued by `enqueue` carry their whole record.
 """
 
 from __future__ import annotations
@@ -13,10 +23,13 @@ import contextlib
 import json
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from aiokafka.errors import KafkaError
+from contracts_schemas.cloudevents import CloudEvent
 
 from servicekit.db import Connection
 from servicekit.kafka import OutgoingRecord
@@ -31,11 +44,21 @@ from servicekit.metrics import (
 log = get_logger(__name__)
 
 Publish = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
+Send = Callable[[Sequence[OutgoingRecord]], Awaitable[Awaitable[object]]]
+"""Enqueue the records in order on the producer; the returned awaitable completes when the
+broker acknowledged every one of them (and raises when it refused one)."""
 
+# The oldest unpublished rows after `$2` (the newest row in flight; 0 when none is), with
+# the stored event of a lean row. A row committed late below `$2` is read once the
+# pipeline is empty again, which it is whenever the relay catches up.
 _PENDING = """
-SELECT id, topic, partition_key, headers, payload FROM outbox
-WHERE published_at IS NULL ORDER BY id LIMIT $1
+SELECT o.id, o.topic, o.partition_key, o.headers, o.payload, o.source, o.traceparent,
+       o.event_id, e.event_type, e.occurred_at, e.payload->>'aggregate_id' AS subject,
+       e.payload::text AS body
+FROM outbox o LEFT JOIN events e ON e.event_id = o.event_ref
+WHERE o.published_at IS NULL AND o.id > $2 ORDER BY o.id LIMIT $1
 """
+_MARK_SENT = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 # Bounded cost whatever the backlog: the count stops at BACKLOG_COUNT_LIMIT rows of the
 # partial index, the oldest row is the first one of it.
@@ -60,6 +83,8 @@ class OutboxRelay:
         publish: Publish,
         *,
         lock_key: int,
+        send: Send | None = None,
+        pipeline_depth: int = 4,
         name: str = "outbox",
         batch_size: int = 1000,
         idle_interval: float = 0.05,
@@ -68,6 +93,8 @@ class OutboxRelay:
     ) -> None:
         self._pool = pool
         self._publish = publish
+        self._send = send
+        self._depth = max(1, pipeline_depth) if send is not None else 1
         self._lock_key = lock_key
         self._batch_size = batch_size
         self._idle_interval = idle_interval
@@ -80,17 +107,61 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """One round: publish the oldest unpublished rows, then mark them sent."""
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_PENDING, self._batch_size)
-            if not rows:
+            ids, records = await read_pending(conn, self._batch_size)
+            if not ids:
                 return 0
-            await self._publish([_record(row) for row in rows])
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                [row["id"] for row in rows],
-            )
-        self.published += len(rows)
-        OUTBOX_PUBLISHED.labels(self._metrics_label).inc(len(rows))
-        return len(rows)
+            await self._publish(records)
+            await conn.execute(_MARK_SENT, ids)
+        self._count(len(ids))
+        return len(ids)
+
+    async def drain(self, between_rounds: Callable[[], Awaitable[object]] | None = None) -> int:
+        """Publish until nothing is pending, up to `pipeline_depth` rounds in flight;
+        returns the rows published. Raises (a `KafkaError` from the broker) with the rows
+        of the failed round and of every later one left unmarked."""
+        if self._send is None:
+            total = 0
+            while True:
+                if between_rounds is not None:
+                    await between_rounds()
+                published = await self.publish_pending()
+                total += published
+                if published < self._batch_size:
+                    return total
+        send = self._send
+        in_flight: deque[_Round] = deque()
+        total = 0
+        try:
+            async with self._pool.acquire() as conn:
+                while True:
+                    while in_flight and (in_flight[0].acks.done() or len(in_flight) >= self._depth):
+                        total += await self._mark(conn, in_flight.popleft())
+                    if between_rounds is not None:
+                        await between_rounds()
+                    after = in_flight[-1].last_id if in_flight else 0
+                    ids, records = await read_pending(conn, self._batch_size, after)
+                    if ids:
+                        acks = await send(records)
+                        in_flight.append(_Round(ids, asyncio.ensure_future(acks)))
+                    if len(ids) < self._batch_size:
+                        while in_flight:
+                            total += await self._mark(conn, in_flight.popleft())
+                        if not ids:
+                            return total
+        finally:
+            # Only after a failure: these rounds stay unmarked and are read again.
+            for left in in_flight:
+                left.acks.add_done_callback(_retrieved)
+
+    async def _mark(self, conn: Connection, round_: _Round) -> int:
+        await round_.acks
+        await conn.execute(_MARK_SENT, round_.ids)
+        self._count(len(round_.ids))
+        return len(round_.ids)
+
+    def _count(self, published: int) -> None:
+        self.published += published
+        OUTBOX_PUBLISHED.labels(self._metrics_label).inc(published)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop` is set, while holding the relay lock of this service."""
@@ -110,14 +181,18 @@ class OutboxRelay:
         log.info("outbox_relay_started")
         rounds = 0
         failures = 0
-        while not stop.is_set():
+
+        async def between_rounds() -> None:
             # Losing the lock connection loses leadership: stop rather than race a new leader.
             await lock_conn.fetchval("SELECT 1")
             await self._measure_now_and_then()
+
+        while not stop.is_set():
             try:
-                published = await self.publish_pending()
+                await self.drain(between_rounds)
             except KafkaError as exc:
-                # Nothing was marked sent: the same rows go out again once the broker is back.
+                # The failed round and the later ones are unmarked: they go out again, in
+                # order, once the broker is back.
                 failures += 1
                 OUTBOX_PUBLISH_FAILURES.labels(self._metrics_label).inc()
                 log.warning("outbox_publish_failed", error=repr(exc), failures=failures)
@@ -127,8 +202,7 @@ class OutboxRelay:
             rounds += 1
             if rounds % self._retention_rounds == 0:
                 await self._purge_published()
-            if published < self._batch_size:
-                await _sleep_unless(stop, self._idle_interval)
+            await _sleep_unless(stop, self._idle_interval)
 
     async def _purge_published(self) -> None:
         async with self._pool.acquire() as conn:
@@ -163,9 +237,46 @@ class OutboxRelay:
             )
 
 
+@dataclass(slots=True)
+class _Round:
+    ids: list[int]
+    acks: asyncio.Future[object]
+
+    @property
+    def last_id(self) -> int:
+        return self.ids[-1]
+
+
+async def read_pending(
+    conn: Connection, limit: int, after: int = 0
+) -> tuple[list[int], list[OutgoingRecord]]:
+    """The oldest unpublished rows with an id above `after`: their ids and the records
+    they stand for (a lean event row rebuilt from its stored event)."""
+    rows = await conn.fetch(_PENDING, limit, after)
+    return [row["id"] for row in rows], [_record(row) for row in rows]
+
+
+def _retrieved(acks: asyncio.Future[object]) -> None:
+    """Consume the outcome of acknowledgements nobody awaits any more (no asyncio warning)."""
+    if not acks.cancelled():
+        acks.exception()
+
+
 def _record(row: asyncpg.Record) -> OutgoingRecord:
-    headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
-    return OutgoingRecord(row["topic"], row["partition_key"], bytes(row["payload"]), headers)
+    body = row["body"]
+    if body is None:  # queued by `enqueue`: the whole record is in the row
+        headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
+        return OutgoingRecord(row["topic"], row["partition_key"], bytes(row["payload"]), headers)
+    envelope = CloudEvent(
+        id=row["event_id"],
+        type=row["event_type"],
+        source=row["source"],
+        data=b"",
+        time=row["occurred_at"].isoformat(),
+        subject=row["subject"],
+        traceparent=row["traceparent"],
+    )
+    return OutgoingRecord(row["topic"], row["partition_key"], body.encode(), envelope.headers())
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -1,0 +1,113 @@
+"""The pipelined outbox relay on the real broker and PostgreSQL: rounds overlap, yet every
+key keeps its order, a round is marked sent only once acknowledged, and a failed round
+leaves itself and every later round unmarked."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Sequence
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from contracts_schemas.cloudevents import decode, from_kafka
+from kit_factories import premium_paid
+from servicekit.eventstore import EventStore
+from servicekit.kafka import OutgoingRecord, publish_all, send_all
+from servicekit.outbox import OutboxRelay
+from servicekit.testing import read_topic, unique
+
+pytestmark = pytest.mark.integration
+
+
+async def unpublished(pool: asyncpg.Pool) -> list[int]:
+    rows = await pool.fetch("SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id")
+    return [r["id"] for r in rows]
+
+
+async def test_pipelined_rounds_keep_every_keys_order_and_mark_everything_sent(
+    pool: asyncpg.Pool, bootstrap: str, producer: AIOKafkaProducer
+) -> None:
+    topic = unique("test.relay-pipeline")
+    store = EventStore("/test", topic_for=lambda _: topic)
+    keys = [f"pol-{k}" for k in range(3)]
+    async with pool.acquire() as conn, conn.transaction():
+        await store.append_many(
+            conn, [(key, 0, [premium_paid(key, v) for v in range(1, 41)]) for key in keys]
+        )
+        upstream = [premium_paid("pol-enqueued", 1)]
+        await store.enqueue(conn, upstream)  # a whole record among the lean ones
+    rounds: list[int] = []
+
+    async def send(records: Sequence[OutgoingRecord]) -> Awaitable[object]:
+        rounds.append(len(records))
+        return await send_all(producer, records)
+
+    relay = OutboxRelay(
+        pool,
+        functools.partial(publish_all, producer),
+        send=send,
+        lock_key=3,
+        batch_size=7,
+        pipeline_depth=4,
+    )
+    assert await relay.drain() == 121
+    assert len(rounds) == 18, "121 rows in rounds of 7"
+    assert await unpublished(pool) == []
+
+    records = await read_topic(bootstrap, topic, at_least=121)
+    messages = [decode(from_kafka(r.headers, r.value)) for r in records]
+    for key in keys:
+        versions = [m.aggregate_version for m in messages if m.aggregate_id == key]
+        assert versions == list(range(1, 41)), "one key's events in stream order"
+    assert [m for m in messages if m.aggregate_id == "pol-enqueued"] == upstream
+    headers = dict(records[0].headers)
+    assert headers["ce_source"] == b"/test"
+    assert headers["ce_subject"] == records[0].key
+
+
+async def test_a_failed_round_leaves_it_and_every_later_round_unmarked(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    topic = unique("test.relay-pipeline-fail")
+    store = EventStore("/test", topic_for=lambda _: topic)
+    async with pool.acquire() as conn, conn.transaction():
+        await store.append(conn, "pol-f", 0, [premium_paid("pol-f", v) for v in range(1, 31)])
+    ids = await unpublished(pool)
+    sent = 0
+
+    async def send(records: Sequence[OutgoingRecord]) -> Awaitable[object]:
+        nonlocal sent
+        sent += 1
+        acks = await send_all(producer, records)
+        if sent != 2:
+            return acks
+        await acks  # round 2 reached the broker, but its acknowledgement fails
+
+        async def refused() -> None:
+            raise OSError("broker refused round 2")
+
+        return asyncio.ensure_future(refused())
+
+    relay = OutboxRelay(
+        pool,
+        functools.partial(publish_all, producer),
+        send=send,
+        lock_key=4,
+        batch_size=5,
+        pipeline_depth=3,
+    )
+    with pytest.raises(OSError, match="round 2"):
+        await relay.drain()
+    assert await unpublished(pool) == ids[5:], "round 1 marked; round 2 and later are not"
+    assert relay.published == 5
+
+    again = OutboxRelay(
+        pool,
+        functools.partial(publish_all, producer),
+        send=functools.partial(send_all, producer),
+        lock_key=4,
+    )
+    assert await again.drain() == 25
+    assert await unpublished(pool) == []
