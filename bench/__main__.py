@@ -2,7 +2,10 @@
 
     python -m bench                     # full run (rebuild over 1,000,000 events)
     python -m bench --quick             # fast check: 20,000 events, rebuild over 100,000
-    python -m bench --json out.json     # also write the machine facts and the rows
+    python -m bench --json out.json     # write the machine facts and the rows there
+                                        # (default .local/bench/last.json; the one
+                                        # before is kept as .local/bench/previous.json)
+    python -m bench --compare OLD.json  # then print every ratio's change against OLD
     python -m bench --sections fold     # only some: appends,relay,fold,rebuild,notifier
     python -m bench --profile prof/     # cProfile the timed subjects (figures then slower)
 
@@ -40,10 +43,11 @@ from servicekit.testing import unique
 from servicekit.tracing import configure_tracing
 
 from bench import appends, fold, rebuild, relay
-from bench.common import Row, enable_profiling, profiling, say
+from bench.common import Row, compare, enable_profiling, profiling, say
 
 SECTIONS = ("appends", "relay", "fold", "rebuild", "notifier")
 NOTIFIER_MODULE = "bench.notifier_email"
+DEFAULT_JSON = Path(".local/bench/last.json")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,7 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(SECTIONS),
         help=f"comma-separated subset of {','.join(SECTIONS)}",
     )
-    parser.add_argument("--json", type=Path, help="write machine facts and rows to this file")
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help="write machine facts and rows here"
+    )
+    parser.add_argument("--compare", type=Path, help="print each ratio's change against OLD.json")
     parser.add_argument("--profile", type=Path, help="cProfile each timed subject into DIR")
     args = parser.parse_args(argv)
     args.events = args.events or (20_000 if args.quick else 100_000)
@@ -306,8 +313,14 @@ async def main(args: argparse.Namespace) -> int:
             "total_seconds": round(total, 1),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
+        if args.json == DEFAULT_JSON and args.json.exists():
+            args.json.replace(args.json.with_name("previous.json"))
         args.json.write_text(json.dumps(document, indent=2, default=str) + "\n")
         print(f"rows written to {args.json}")
+    if args.compare:
+        old_rows = json.loads(args.compare.read_text())["rows"]
+        print(f"\nratios against {args.compare}:")
+        print("\n".join(compare(old_rows, rows)))
     return 1 if errors else 0
 
 

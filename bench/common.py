@@ -357,3 +357,51 @@ async def timed(work: Awaitable[Any]) -> float:
     started = time.perf_counter()
     await work
     return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------
+# Comparing two runs
+# ---------------------------------------------------------------------------------------
+
+
+def compare(old_rows: Sequence[Row], new_rows: Sequence[Row]) -> list[str]:
+    """Lines of a table: every figure with a ratio in either run (matched by section, name
+    and which of that name it is), its old and new ratio and the change; figures of one
+    run only say so."""
+    old, new = _keyed(old_rows), _keyed(new_rows)
+    keys = list(new) + [k for k in old if k not in new]
+    table = [["section", "figure", "old ratio", "new ratio", "change"]]
+    for key in keys:
+        before, after = old.get(key, {}).get("ratio"), new.get(key, {}).get("ratio")
+        if before is None and after is None:
+            continue
+        if before is None or after is None:
+            change = "new figure" if before is None else "gone"
+        else:
+            change = (
+                f"{after - before:+.3f} ({(after / before - 1) * 100:+.0f}%)" if before else "-"
+            )
+        table.append([str(key[0]), str(key[1]).rstrip(),
+                      "-" if before is None else f"{before:.3f}",
+                      "-" if after is None else f"{after:.3f}", change])  # fmt: skip
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = []
+    for n, line in enumerate(table):
+        cells = [
+            c.rjust(w) if 2 <= i <= 3 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        lines.append(" | ".join(cells).rstrip())
+        if n == 0:
+            lines.append("-+-".join("-" * w for w in widths))
+    return lines
+
+
+def _keyed(rows: Sequence[Row]) -> dict[tuple[Any, Any, int], Row]:
+    keyed: dict[tuple[Any, Any, int], Row] = {}
+    for r in rows:
+        n = 0
+        while (r.get("section"), r.get("name"), n) in keyed:
+            n += 1
+        keyed[(r.get("section"), r.get("name"), n)] = r
+    return keyed
