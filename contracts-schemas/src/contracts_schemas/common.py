@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 
 from pydantic import Field
 
-from contracts_schemas.base import Contract, Text
+from contracts_schemas.base import Contract, Identifier, Text
 
 
 class ProductLine(StrEnum):
@@ -47,6 +48,21 @@ class PostalAddress(Contract):
     postal_code: Text = Field(min_length=1, max_length=20)
     city: Text = Field(min_length=1, max_length=100)
     country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
+
+
+class PolicyholderDetails(Contract):
+    """Who a policyholder is, as policy administration has it on file (ID-3).
+
+    PERSONAL DATA (README, "Personal data in events"): names, birth date and address
+    identify a person. Consumers keep only what they need, encrypt what they store where
+    their README says so, and never log these fields.
+    """
+
+    customer_id: Identifier = Field(min_length=1, max_length=100)
+    given_name: Text = Field(min_length=1, max_length=100)
+    family_name: Text = Field(min_length=1, max_length=100)
+    birth_date: date
+    postal_address: PostalAddress
 
 
 class NotificationChannel(StrEnum):

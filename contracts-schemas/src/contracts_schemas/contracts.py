@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from contracts_schemas.base import Event, Identifier, Text
-from contracts_schemas.common import Carrier, PostalAddress, ProductLine
+from contracts_schemas.common import Carrier, PolicyholderDetails, PostalAddress, ProductLine
 
 
 class PolicyEvent(Event):
@@ -28,6 +28,10 @@ class PolicyIssued(PolicyEvent):
     start_date: date
     tariff: Text = Field(default="", max_length=200)
     annual_premium_cents: int = Field(default=0, ge=0)
+    #: ID-3, optional (added within v1; empty in older events): each policyholder's name,
+    #: birth date and postal address as upstream sent them, for identity's match and the
+    #: activation letter. Personal data: consumers must not log it.
+    policyholders: tuple[PolicyholderDetails, ...] = ()
 
 
 class PremiumPaid(PolicyEvent):
@@ -47,6 +51,8 @@ class PolicyholdersChanged(PolicyEvent):
     policyholder_ids: tuple[Identifier, ...] = Field(min_length=1)
     previous_policyholder_ids: tuple[Identifier, ...] = ()
     effective_date: date
+    #: ID-3, optional (added within v1): the new holders' details, as on PolicyIssued.
+    policyholders: tuple[PolicyholderDetails, ...] = ()
 
 
 class BankDetailsChanged(PolicyEvent):

@@ -11,7 +11,7 @@ from datetime import date
 from pydantic import Field
 
 from contracts_schemas.base import Identifier, Text, UpstreamMessage
-from contracts_schemas.common import Carrier, ProductLine
+from contracts_schemas.common import Carrier, PolicyholderDetails, ProductLine
 
 
 class PolicyIssuedUpstream(UpstreamMessage):
@@ -23,6 +23,9 @@ class PolicyIssuedUpstream(UpstreamMessage):
     start_date: date
     tariff: Text = Field(default="", max_length=200)
     annual_premium_cents: int = Field(default=0, ge=0)
+    #: ID-3, optional (added within v1): name, birth date and postal address of each
+    #: policyholder, one entry per id of `policyholder_ids`. Personal data: never logged.
+    policyholders: tuple[PolicyholderDetails, ...] = ()
 
 
 class PremiumPaidUpstream(UpstreamMessage):
@@ -37,3 +40,5 @@ class PolicyCancelledUpstream(UpstreamMessage):
 class PolicyholdersChangedUpstream(UpstreamMessage):
     policyholder_ids: tuple[Identifier, ...] = Field(min_length=1)
     effective_date: date
+    #: ID-3, optional (added within v1): as on PolicyIssuedUpstream, for the new holders.
+    policyholders: tuple[PolicyholderDetails, ...] = ()

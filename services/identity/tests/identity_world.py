@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from contracts_schemas import identity as ev
 from contracts_schemas.base import Contract
-from contracts_schemas.common import Carrier, ProductLine
+from contracts_schemas.common import Carrier, PolicyholderDetails, PostalAddress, ProductLine
 from contracts_schemas.contracts import PolicyIssued
 from identity import commands as c
 from identity.adapters.memory import InMemoryIdentityUnitOfWork
@@ -112,10 +112,33 @@ class World:
 SHARED_HASHER = Argon2Hasher()
 
 
-def policy_issued(number: str, holders: tuple[str, ...], carrier: Carrier) -> PolicyIssued:
+#: The address on the policy (ID-3): letters go here, never to the one typed at registration.
+POLICY_ADDRESS = PostalAddress(
+    recipient="Frau Erika Mustermann", street="Am Policenweg 3", postal_code="80331",
+    city="München",
+)  # fmt: skip
+
+
+def holder(
+    customer_id: str, given_name: str = "Erika", family_name: str = "Mustermann",
+    birth_date: date = date(1980, 5, 17), address: PostalAddress = POLICY_ADDRESS,
+) -> PolicyholderDetails:  # fmt: skip
+    """A policyholder as policy administration has them on file (the registrant's data)."""
+    return PolicyholderDetails(
+        customer_id=customer_id, given_name=given_name, family_name=family_name,
+        birth_date=birth_date, postal_address=address,
+    )  # fmt: skip
+
+
+def policy_issued(
+    number: str, holders: tuple[str, ...], carrier: Carrier,
+    details: tuple[PolicyholderDetails, ...] = (), at: datetime = START,
+) -> PolicyIssued:  # fmt: skip
+    """contracts' PolicyIssued; without `details` as older events were (no holder data)."""
     return PolicyIssued(
         event_id=uuid.uuid4(), aggregate_id=f"pol-{number}", aggregate_version=1,
-        occurred_at=START, customer_ids=holders, policy_id=f"pol-{number}",
+        occurred_at=at, customer_ids=holders, policy_id=f"pol-{number}",
         policy_number=number, product_line=ProductLine.MOTOR, carrier=carrier,
         point_relevant=True, policyholder_ids=holders, start_date=date(2020, 1, 1),
+        policyholders=details,
     )  # fmt: skip

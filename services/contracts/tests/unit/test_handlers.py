@@ -3,6 +3,8 @@ a transaction of its own, rolled back when it raises, as on PostgreSQL."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -12,6 +14,7 @@ from contracts.adapters.memory import InMemoryContractsUnitOfWork
 from contracts.domain.catalogue import Catalogue
 from contracts.domain.errors import CommandRejected, ReasonCode, UpstreamRejected
 from contracts.domain.iban import parse_iban
+from contracts.domain.idempotency import upstream_fingerprint
 from contracts.domain.mtan import (
     BANK_DETAILS_MTAN_PURPOSE,
     MtanConfirmation,
@@ -26,8 +29,14 @@ from contracts.handlers import (
     WhyNotVisible,
 )
 from contracts_schemas import identity
-from contracts_schemas.common import PostalAddress
-from contracts_schemas.contracts import BankDetailsChanged, MoveReported, PremiumPaid
+from contracts_schemas.common import PolicyholderDetails, PostalAddress
+from contracts_schemas.contracts import (
+    BankDetailsChanged,
+    MoveReported,
+    PolicyholdersChanged,
+    PolicyIssued,
+    PremiumPaid,
+)
 from servicekit.clock import FixedClock
 from servicekit.memory import memory_transactions
 from servicekit.unit_of_work import Transactions
@@ -296,3 +305,84 @@ async def test_ct5_a_payment_carries_the_configured_point_relevance(upstream: An
     assert isinstance(paid, PremiumPaid)
     assert paid.point_relevant is False
     assert datetime(2026, 1, 1, tzinfo=UTC) < NOW
+
+
+# --------------------------------------------------------------------------- ID-3 holder details
+
+HOLDER_ADDRESS = PostalAddress(
+    recipient="Anna Beispiel", street="Lindenallee 5", postal_code="50667", city="Köln"
+)
+
+
+def details(customer_id: str, given: str = "Anna") -> PolicyholderDetails:
+    return PolicyholderDetails(
+        customer_id=customer_id, given_name=given, family_name="Beispiel",
+        birth_date=date(1975, 2, 3), postal_address=HOLDER_ADDRESS,
+    )  # fmt: skip
+
+
+async def test_id3_policy_issued_carries_the_holders_details_from_upstream(upstream: Any) -> None:
+    bench = Bench()
+    message = upstream.issued("AS-1", holders=("cust-anna",)).model_copy(
+        update={"policyholders": (details("cust-anna"),)}
+    )
+    await bench.tx.execute(bench.contracts.ingest, message)
+    (issued,) = bench.events("AS-1")
+    assert isinstance(issued, PolicyIssued)
+    assert issued.policyholders == (details("cust-anna"),)
+
+
+async def test_id3_without_details_the_event_has_none_as_before(upstream: Any) -> None:
+    bench = Bench()
+    await bench.tx.execute(bench.contracts.ingest, upstream.issued("AS-1"))
+    (issued,) = bench.events("AS-1")
+    assert isinstance(issued, PolicyIssued)
+    assert issued.policyholders == ()
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        ("cust-bob",),  # a person who is not a holder
+        ("cust-anna", "cust-anna"),  # one holder twice
+        ("cust-anna",),  # one of two holders missing
+    ],
+)
+async def test_id3_details_must_describe_exactly_the_policyholders(
+    upstream: Any, entries: tuple[str, ...]
+) -> None:
+    bench = Bench()
+    message = upstream.issued("AS-1", holders=("cust-anna", "cust-carl")).model_copy(
+        update={"policyholders": tuple(details(e) for e in entries)}
+    )
+    with pytest.raises(UpstreamRejected) as refused:
+        await bench.tx.execute(bench.contracts.ingest, message)
+    assert refused.value.code is ReasonCode.INVALID_CUSTOMER_IDS
+    assert "Anna" not in refused.value.detail  # personal data never in a refusal
+    assert bench.events("AS-1") == []
+
+
+async def test_id3_policyholders_changed_carries_the_new_holders_details(upstream: Any) -> None:
+    bench = Bench()
+    await bench.tx.execute(bench.contracts.ingest, upstream.issued("AS-1"))
+    change = upstream.holders_changed("AS-1", holders=("cust-bob",)).model_copy(
+        update={"policyholders": (details("cust-bob", "Bob"),)}
+    )
+    await bench.tx.execute(bench.contracts.ingest, change)
+    changed = bench.events("AS-1")[-1]
+    assert isinstance(changed, PolicyholdersChanged)
+    assert changed.policyholders == (details("cust-bob", "Bob"),)
+
+
+def test_ct1_a_message_without_details_keeps_the_fingerprint_it_was_recorded_with(
+    upstream: Any,
+) -> None:
+    """Recorded before the optional field existed, redelivered after: still the same."""
+    message = upstream.issued("AS-1", message_id="M-1")
+    before = message.model_dump(mode="json")
+    del before["policyholders"]
+    canonical = json.dumps({"type": message.type_name(), **before}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False)  # fmt: skip
+    assert upstream_fingerprint(message) == hashlib.sha256(canonical.encode()).hexdigest()
+    with_details = message.model_copy(update={"policyholders": (details("cust-anna"),)})
+    assert upstream_fingerprint(with_details) != upstream_fingerprint(message)

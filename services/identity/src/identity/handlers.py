@@ -22,7 +22,7 @@ from typing import Any, assert_never
 
 from contracts_schemas import identity as ev
 from contracts_schemas.base import Contract, Event
-from contracts_schemas.common import PostalAddress
+from contracts_schemas.common import PolicyholderDetails, PostalAddress
 from contracts_schemas.contracts import PolicyCancelled, PolicyholdersChanged, PolicyIssued
 from servicekit.clock import Clock
 from servicekit.logging import get_logger
@@ -32,8 +32,10 @@ from identity.domain import rules
 from identity.domain.model import (
     Account,
     AccountStatus,
+    Address,
     CodeKind,
     Device,
+    Holder,
     OneTimeCode,
     Outcome,
     Policy,
@@ -126,7 +128,8 @@ class Identity:
         if await uow.accounts.by_username(key) is not None:
             await self._username_unavailable(uow, email, username, now)
             return accepted
-        customer_id, customer = await self._customer_id_for(uow, command.policy_number)
+        customer_id, letter_to = await self._customer_id_for(uow, command)
+        customer = letter_to is not None
         account = Account(
             customer_id=customer_id, username=username, username_key=key,
             password_hash=password_hash, first_name=command.first_name.strip(),
@@ -148,23 +151,51 @@ class Identity:
             email=email, mobile=None,
         )  # fmt: skip
         await self._send_email_code(uow, account, email, now)
-        if customer:
-            await self._issue_activation_code(uow, account, "activate")
+        if letter_to is not None:
+            await self._issue_activation_code(uow, account, "activate", letter_to)
         return accepted
 
     async def _customer_id_for(
-        self, uow: IdentityUnitOfWork, policy_number: str | None
-    ) -> tuple[str, bool]:
-        """ID-3: a policy whose SOLE policyholder has no account yet binds the account to
-        that policyholder's id. contracts' events carry no names or birth dates, so the
-        match is on the policy number and the single policyholder (README, "ID-3")."""
-        if policy_number:
-            policy = await uow.policies.by_number(policy_number.strip())
+        self, uow: IdentityUnitOfWork, command: c.Register
+    ) -> tuple[str, Address | None]:
+        """ID-3: (the account's customer id, where its activation letter goes - None when
+        the registrant is not matched to a policyholder).
+
+        A policy in force whose SOLE policyholder has no account yet matches when the
+        registrant has that holder's name and birth date as contracts' events carry them;
+        the letter then goes to the holder's postal address on the policy, never to the
+        address typed at registration. Policies known only from older events without
+        the holders' details match on the policy number alone, as before (README, "ID-3").
+        Any other case - unknown number, joint holders, another name or birth date - is
+        answered exactly like a registration without a policy number (no letter)."""
+        if command.policy_number:
+            policy = await uow.policies.by_number(command.policy_number.strip())
             if policy is not None and not policy.cancelled and len(policy.policyholder_ids) == 1:
-                holder = policy.policyholder_ids[0]
-                if await uow.accounts.get(holder) is None:
-                    return holder, True
-        return f"cust-{self.secrets.new_id()}", False
+                holder_id = policy.policyholder_ids[0]
+                if await uow.accounts.get(holder_id) is None:
+                    if not policy.holders:
+                        return holder_id, command.address  # older events: the fallback
+                    holder = policy.holder(holder_id)
+                    if holder is not None and rules.same_person(
+                        holder, command.first_name, command.last_name, command.birth_date
+                    ):
+                        return holder_id, holder.address
+        return f"cust-{self.secrets.new_id()}", None
+
+    async def _letter_address(self, uow: IdentityUnitOfWork, account: Account) -> Address:
+        """ID-3/ID-5: letters to a policyholder go to the newest address on their policies
+        (a policy in force before a cancelled one); otherwise - non-customers, policies
+        from older events without details - to the address given at registration."""
+        if account.customer:
+            known = [
+                ((not p.cancelled, p.holders_at), holder.address)
+                for p in await uow.policies.of_holder(account.customer_id)
+                if p.holders_at is not None
+                and (holder := p.holder(account.customer_id)) is not None
+            ]
+            if known:
+                return max(known, key=lambda entry: entry[0])[1]
+        return account.address
 
     async def _username_unavailable(
         self, uow: IdentityUnitOfWork, email: str, username: str, now: datetime
@@ -594,8 +625,9 @@ class Identity:
         return Outcome("letter_requested", {"expires_at": code.expires_at})
 
     async def _issue_activation_code(
-        self, uow: IdentityUnitOfWork, account: Account, purpose: str
-    ) -> OneTimeCode:
+        self, uow: IdentityUnitOfWork, account: Account, purpose: str,
+        address: Address | None = None,
+    ) -> OneTimeCode:  # fmt: skip
         business_now = self.clock.now()
         value = self.secrets.activation_code()
         code = OneTimeCode(
@@ -605,7 +637,7 @@ class Identity:
             purpose=purpose,
         )  # fmt: skip
         await uow.codes.add(code)
-        a = account.address
+        a = address or await self._letter_address(uow, account)
         await self._emit(uow, account, ev.ActivationCodeIssued, self.wall.now(),
             expires_at=code.expires_at, code=value,
             address=PostalAddress(recipient=a.recipient, street=a.street,
@@ -1181,20 +1213,30 @@ class Identity:
     # ------------------------------------------------------------ policies (stream)
 
     async def record_policies(self, messages: Sequence[Contract], uow: IdentityUnitOfWork) -> None:
-        """Identity's own view of contracts (ID-3 matching, ID-9 refusals)."""
+        """Identity's own view of contracts (ID-3 matching and letters, ID-9 refusals).
+        Holders' details (personal data) are kept, never logged."""
         for message in messages:
             match message:
                 case PolicyIssued():
                     existing = await uow.policies.get(message.policy_id)
+                    holders, holders_at = _holders(
+                        message.policyholders, message.policyholder_ids, existing,
+                        message.occurred_at,
+                    )  # fmt: skip
                     await uow.policies.save(Policy(
                         message.policy_id, message.policy_number, message.carrier,
                         message.policyholder_ids,
                         cancelled=existing.cancelled if existing else False,
+                        holders=holders, holders_at=holders_at,
                     ))  # fmt: skip
                 case PolicyholdersChanged():
                     policy = await uow.policies.get(message.policy_id)
                     if policy is not None:
                         policy.policyholder_ids = message.policyholder_ids
+                        policy.holders, policy.holders_at = _holders(
+                            message.policyholders, message.policyholder_ids, policy,
+                            message.occurred_at,
+                        )  # fmt: skip
                         await uow.policies.save(policy)
                 case PolicyCancelled():
                     policy = await uow.policies.get(message.policy_id)
@@ -1247,6 +1289,27 @@ class Identity:
 
     def _matches(self, code: OneTimeCode, value: str) -> bool:
         return hmac.compare_digest(code.code_hash, self._hash(value))
+
+
+def _holders(
+    details: Sequence[PolicyholderDetails], holder_ids: Sequence[str], known: Policy | None,
+    at: datetime,
+) -> tuple[tuple[Holder, ...], datetime | None]:  # fmt: skip
+    """ID-3: the holders' details an event brings (only for its policyholder ids); an
+    event without any keeps the known details of holders it still names."""
+    if details:
+        holders = tuple(
+            Holder(d.customer_id, d.given_name, d.family_name, d.birth_date, Address(
+                d.postal_address.recipient, d.postal_address.street,
+                d.postal_address.postal_code, d.postal_address.city, d.postal_address.country,
+            ))
+            for d in details if d.customer_id in holder_ids
+        )  # fmt: skip
+        return holders, at if holders else None
+    if known is None:
+        return (), None
+    kept = tuple(h for h in known.holders if h.customer_id in holder_ids)
+    return kept, known.holders_at if kept else None
 
 
 def device_login_message(challenge_id: str, nonce: str) -> bytes:

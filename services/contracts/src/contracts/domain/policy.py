@@ -37,7 +37,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from contracts_schemas.base import UpstreamMessage
-from contracts_schemas.common import Carrier, PostalAddress, ProductLine
+from contracts_schemas.common import Carrier, PolicyholderDetails, PostalAddress, ProductLine
 from contracts_schemas.contracts import (
     BankDetailsChanged,
     MoveReported,
@@ -361,6 +361,26 @@ def _customer_ids(ids: tuple[str, ...], field_name: str) -> tuple[str, ...]:
     return _unique(ids)
 
 
+def _holder_details(
+    details: tuple[PolicyholderDetails, ...], holders: tuple[str, ...]
+) -> tuple[PolicyholderDetails, ...]:
+    """ID-3: the policyholders' name, birth date and address, passed through unchanged.
+
+    Optional (older senders omit them); when given, exactly one entry per policyholder id,
+    else the message is refused - a partial or foreign entry would let identity match a
+    registration against the wrong person. Personal data: never put into a refusal text.
+    """
+    if not details:
+        return ()
+    ids = [entry.customer_id for entry in details]
+    if len(set(ids)) != len(ids) or set(ids) != set(holders):
+        raise UpstreamRejected(
+            ReasonCode.INVALID_CUSTOMER_IDS,
+            "policyholders must describe each id of policyholder_ids exactly once",
+        )
+    return details
+
+
 # --------------------------------------------------------------------------- upstream
 
 
@@ -402,6 +422,7 @@ def issue_policy(
         )
     holders = _customer_ids(message.policyholder_ids, "policyholder_ids")
     insured = _customer_ids(message.insured_person_ids, "insured_person_ids")
+    details = _holder_details(message.policyholders, holders)
     # The flag only means something for bAV/bKV (CT-3); elsewhere it is dropped.
     visible_to_insured = message.visible_to_insured and info.insured_visibility_possible
     previously_concerned = () if state is None else state.concerned_customer_ids
@@ -425,6 +446,7 @@ def issue_policy(
             start_date=message.start_date,
             tariff=message.tariff,
             annual_premium_cents=message.annual_premium_cents,
+            policyholders=details,
         )
     ]
 
@@ -517,6 +539,7 @@ def change_policyholders(
     if _seen(state, event_id):
         return []
     holders = _customer_ids(message.policyholder_ids, "policyholder_ids")
+    details = _holder_details(message.policyholders, holders)
     if holders == state.policyholder_ids:
         return []
     return [
@@ -530,6 +553,7 @@ def change_policyholders(
             policyholder_ids=holders,
             previous_policyholder_ids=state.policyholder_ids,
             effective_date=message.effective_date,
+            policyholders=details,
         )
     ]
 

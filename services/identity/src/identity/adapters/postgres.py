@@ -24,6 +24,7 @@ from identity.domain.model import (
     Address,
     CodeKind,
     Device,
+    Holder,
     OneTimeCode,
     Policy,
     RefreshToken,
@@ -330,25 +331,51 @@ class PostgresThrottles:
         )  # fmt: skip
 
 
-def _policy(row: asyncpg.Record) -> Policy:
-    return Policy(
-        row["policy_id"], row["policy_number"], Carrier(row["carrier"]),
-        tuple(row["policyholder_ids"]), row["cancelled"],
-    )  # fmt: skip
-
-
-_POLICY_COLUMNS = "policy_id, policy_number, carrier, policyholder_ids, cancelled"
+_POLICY_COLUMNS = (
+    "policy_id, policy_number, carrier, policyholder_ids, cancelled, holders_enc, holders_at"
+)
 
 
 class PostgresPolicies:
-    def __init__(self, conn: Connection) -> None:
+    """Identity's view of contracts. The holders' details (ID-3) are personal data: one
+    AES-256-GCM encrypted JSON list per policy."""
+
+    def __init__(self, conn: Connection, cipher: FieldCipher) -> None:
         self._conn = conn
+        self._cipher = cipher
+
+    def _policy(self, row: asyncpg.Record) -> Policy:
+        holders: tuple[Holder, ...] = ()
+        if row["holders_enc"] is not None:
+            entries = json.loads(self._cipher.decrypt(bytes(row["holders_enc"]), "policy_holders"))
+            holders = tuple(
+                Holder(e["customer_id"], e["given_name"], e["family_name"],
+                       date.fromisoformat(e["birth_date"]), Address(**e["address"]))
+                for e in entries
+            )  # fmt: skip
+        return Policy(
+            row["policy_id"], row["policy_number"], Carrier(row["carrier"]),
+            tuple(row["policyholder_ids"]), row["cancelled"], holders, row["holders_at"],
+        )  # fmt: skip
+
+    def _holders(self, policy: Policy) -> bytes | None:
+        if not policy.holders:
+            return None
+        entries = [
+            {"customer_id": h.customer_id, "given_name": h.given_name,
+             "family_name": h.family_name, "birth_date": h.birth_date.isoformat(),
+             "address": {"recipient": h.address.recipient, "street": h.address.street,
+                         "postal_code": h.address.postal_code, "city": h.address.city,
+                         "country": h.address.country}}
+            for h in policy.holders
+        ]  # fmt: skip
+        return self._cipher.encrypt(json.dumps(entries), "policy_holders")
 
     async def get(self, policy_id: str) -> Policy | None:
         row = await self._conn.fetchrow(
             f"SELECT {_POLICY_COLUMNS} FROM policies WHERE policy_id = $1", policy_id
         )
-        return None if row is None else _policy(row)
+        return None if row is None else self._policy(row)
 
     async def by_number(self, policy_number: str) -> Policy | None:
         row = await self._conn.fetchrow(
@@ -356,23 +383,25 @@ class PostgresPolicies:
             " ORDER BY cancelled LIMIT 1",
             policy_number,
         )
-        return None if row is None else _policy(row)
+        return None if row is None else self._policy(row)
 
     async def of_holder(self, customer_id: str) -> list[Policy]:
         rows = await self._conn.fetch(
             f"SELECT {_POLICY_COLUMNS} FROM policies WHERE policyholder_ids @> ARRAY[$1]::text[]",
             customer_id,
         )
-        return [_policy(r) for r in rows]
+        return [self._policy(r) for r in rows]
 
     async def save(self, policy: Policy) -> None:
         await self._conn.execute(
-            f"INSERT INTO policies ({_POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+            f"INSERT INTO policies ({_POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (policy_id) DO UPDATE SET policy_number = EXCLUDED.policy_number,"
             " carrier = EXCLUDED.carrier, policyholder_ids = EXCLUDED.policyholder_ids,"
-            " cancelled = EXCLUDED.cancelled",
+            " cancelled = EXCLUDED.cancelled, holders_enc = EXCLUDED.holders_enc,"
+            " holders_at = EXCLUDED.holders_at",
             policy.policy_id, policy.policy_number, policy.carrier.value,
-            list(policy.policyholder_ids), policy.cancelled,
+            list(policy.policyholder_ids), policy.cancelled, self._holders(policy),
+            policy.holders_at,
         )  # fmt: skip
 
 
@@ -466,6 +495,6 @@ class PostgresIdentityUnitOfWork(PostgresUnitOfWork):
         self.sessions = PostgresSessions(conn)
         self.devices = PostgresDevices(conn)
         self.throttles = PostgresThrottles(conn)
-        self.policies = PostgresPolicies(conn)
+        self.policies = PostgresPolicies(conn, cipher)
         self.signing_keys = PostgresSigningKeys(conn, cipher)
         self.operators = PostgresOperators(conn, cipher)

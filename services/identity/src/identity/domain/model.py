@@ -141,6 +141,18 @@ class Throttle:
     window_count: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """ID-3: a policyholder as policy administration has them on file (from contracts'
+    events; personal data, encrypted at rest, never logged)."""
+
+    customer_id: str
+    given_name: str
+    family_name: str
+    birth_date: date
+    address: Address
+
+
 @dataclass
 class Policy:
     """Identity's own view of a contract, from contracts' events (ID-3, ID-9)."""
@@ -150,6 +162,13 @@ class Policy:
     carrier: Carrier
     policyholder_ids: tuple[str, ...]
     cancelled: bool = False
+    # ID-3: the holders' details when contracts' events carried them (empty for older
+    # events) and the business time of the event that last set them.
+    holders: tuple[Holder, ...] = ()
+    holders_at: datetime | None = None
+
+    def holder(self, customer_id: str) -> Holder | None:
+        return next((h for h in self.holders if h.customer_id == customer_id), None)
 
 
 @dataclass
@@ -181,6 +200,13 @@ def normalise_username(username: str) -> str:
 def username_key(username: str) -> str:
     """ID-1: unique case-insensitively: NFKC, casefolded, NFKC again (UAX #31 / RFC 8265)."""
     return unicodedata.normalize("NFKC", normalise_username(username).casefold())
+
+
+def name_key(name: str) -> str:
+    """ID-3: names compare Unicode-normalised (NFKC), case-insensitively (casefold) and
+    with runs of white space as one space: "ERIKA  Müller" matches "erika müller"."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return " ".join(folded.split())
 
 
 def normalise_email(email: str) -> str:

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from contracts_schemas.common import Carrier
 
-from identity.domain.model import OneTimeCode, Throttle
+from identity.domain.model import Holder, OneTimeCode, Throttle, name_key
 
 
 class Reason(StrEnum):
@@ -224,3 +224,13 @@ CARRIER_NAMES = {
 
 def mask_mobile(mobile: str) -> str:
     return "*" * max(0, len(mobile) - 3) + mobile[-3:]
+
+
+def same_person(holder: Holder, first_name: str, last_name: str, birth_date: date) -> bool:
+    """ID-3: the registrant is the policyholder on file: given and family name equal
+    after Unicode normalisation and case folding (`name_key`), the birth date exactly."""
+    return (
+        name_key(holder.given_name) == name_key(first_name)
+        and name_key(holder.family_name) == name_key(last_name)
+        and holder.birth_date == birth_date
+    )

@@ -1,0 +1,141 @@
+"""identity and contracts together, in-process, on the real PostgreSQL and Kafka: one
+topic prefix (contracts' policy events reach identity's projection, identity's
+AccountActivated reaches contracts), a schema each, identity served over real HTTP
+(contracts fetches its key set and calls its internal mTAN API there)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from contracts.bootstrap import Service as ContractsService
+from contracts.bootstrap import build as build_contracts
+from contracts.config import ContractsSettings
+from contracts.entrypoints.api import create_app as contracts_app
+from contracts.entrypoints.stream import subscribe as subscribe_contracts
+from contracts_schemas import topics
+from contracts_schemas.base import Contract
+from contracts_schemas.cloudevents import decode, from_kafka
+from identity.bootstrap import Service as IdentityService
+from identity.bootstrap import build as build_identity
+from identity.config import IdentitySettings
+from identity.entrypoints.api import create_app as identity_app
+from identity.entrypoints.stream import subscribe as subscribe_identity
+from servicekit.auth import ServiceCredentials, basic_authorization
+from servicekit.db import drop_schema
+from servicekit.testing import read_topic, required_env, unique
+
+POLICY_ADMIN_SECRET = "pa-glue-secret"
+CONTRACTS_SECRET = "contracts-glue-secret"
+
+
+def test_key() -> str:
+    """A fresh 32-byte key (URL-safe base64), as scripts/run-platform makes them."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+@dataclass
+class Glue:
+    prefix: str
+    identity: IdentityService
+    contracts: ContractsService
+    identity_http: httpx.AsyncClient  # over real HTTP
+    contracts_http: httpx.AsyncClient  # ASGI
+    identity_url: str
+
+    def policy_admin(self) -> dict[str, str]:
+        return {"Authorization": basic_authorization("policy-admin", POLICY_ADMIN_SECRET)}
+
+    async def codes(self, kind: type[Any], at_least: int = 1) -> list[Any]:
+        """Identity's code events of `kind` (the notifier's topic: codes travel only there)."""
+        records = await read_topic(
+            required_env("PORTAL_KAFKA_BOOTSTRAP"), self.prefix + topics.IDENTITY_CODES,
+            at_least=at_least, wait_seconds=2,
+        )  # fmt: skip
+        found: list[Contract] = [decode(from_kafka(r.headers, r.value)) for r in records]
+        return [m for m in found if isinstance(m, kind)]
+
+
+async def until(check: Any, within: float = 45.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while not (result := await check()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {within}s: {result!r}")
+        await asyncio.sleep(0.2)
+    return result
+
+
+@asynccontextmanager
+async def _served(app: Any) -> AsyncIterator[str]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return server.started
+
+    try:
+        await until(started, 20)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def glue(with_mtan: bool = True) -> AsyncIterator[Glue]:
+    prefix = unique("glue") + "."
+    base = prefix.rstrip(".").replace("-", "_")
+    database_url = required_env("PORTAL_DATABASE_URL")
+    kafka = required_env("PORTAL_KAFKA_BOOTSTRAP")
+    identity_settings = IdentitySettings(
+        database_url=database_url, kafka_bootstrap=kafka, database_schema=f"{base}_identity",
+        topic_prefix=prefix, instance_id=base,
+        service_credentials={"contracts": ServiceCredentials.digest(CONTRACTS_SECRET)},
+        data_key=test_key(), code_pepper=test_key(),
+    )  # fmt: skip
+    identity = await build_identity(identity_settings)
+    subscribe_identity(identity.stream, identity.identity)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(loop(stop)) for loop in identity.loops()]
+    contracts: ContractsService | None = None
+    try:
+        async with _served(identity_app(identity)) as identity_url:
+            extra: dict[str, Any] = {}
+            if with_mtan:
+                extra = {"identity_base_url": identity_url, "identity_secret": CONTRACTS_SECRET}
+            contracts_settings = ContractsSettings(
+                database_url=database_url, kafka_bootstrap=kafka,
+                database_schema=f"{base}_contracts", topic_prefix=prefix, instance_id=base,
+                jwks_url=f"{identity_url}/.well-known/jwks.json",
+                service_credentials={
+                    "policy-admin": ServiceCredentials.digest(POLICY_ADMIN_SECRET)
+                },
+                **extra,
+            )  # fmt: skip
+            contracts = await build_contracts(contracts_settings)
+            subscribe_contracts(contracts.stream, contracts.contracts)
+            tasks += [asyncio.create_task(loop(stop)) for loop in contracts.loops()]
+            async with (
+                httpx.AsyncClient(base_url=identity_url, timeout=30) as identity_http,
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=contracts_app(contracts)),
+                                  base_url="http://contracts", timeout=30) as contracts_http,
+            ):  # fmt: skip
+                yield Glue(prefix, identity, contracts, identity_http, contracts_http,
+                           identity_url)  # fmt: skip
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if contracts is not None:
+            await contracts.close()
+            await drop_schema(database_url, f"{base}_contracts")
+        await identity.close()
+        await drop_schema(database_url, f"{base}_identity")
