@@ -93,6 +93,25 @@ class Announce:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Announced:
+    """What one chunk of a run published: its events, and the points its ledger movements
+    moved (OPS-2 counts these once the chunk's transaction committed)."""
+
+    events: int = 0
+    credited: int = 0
+    expired: int = 0
+    forfeited: int = 0
+
+    def __add__(self, other: Announced) -> Announced:
+        return Announced(
+            self.events + other.events,
+            self.credited + other.credited,
+            self.expired + other.expired,
+            self.forfeited + other.forfeited,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ClearProjections:
     """Before a rebuild: forget the facts and the statement snapshots."""
 
@@ -191,11 +210,11 @@ class Loyalty:
         )
         return recorded
 
-    async def announce(self, command: Announce, uow: LoyaltyUnitOfWork) -> int:
+    async def announce(self, command: Announce, uow: LoyaltyUnitOfWork) -> Announced:
         """LOY-2/3/5/9, one chunk of a run: publish each ledger movement and expiry warning
         once, and keep the operators' statement rows current. Returns what went out."""
         await uow.announcements.one_run_at_a_time()
-        announced = 0
+        announced = Announced()
         for customer_id in command.customer_ids:
             account = await uow.facts.account(customer_id)
             ledger = build_ledger(customer_id, account.facts, command.as_of, self.config)
@@ -207,7 +226,7 @@ class Loyalty:
             await uow.statements.save(
                 customer_id, command.as_of, ledger.balance, ledger.membership.status.value
             )
-            announced += len(outgoing)
+            announced += _announced(outgoing)
         return announced
 
     async def clear_projections(self, command: ClearProjections, uow: LoyaltyUnitOfWork) -> None:
@@ -231,6 +250,20 @@ async def _record(uow: LoyaltyUnitOfWork, account: Account, event: Event, fact: 
 
 
 Announcement = tuple[str, Event]
+
+
+def _announced(outgoing: Sequence[Event]) -> Announced:
+    """The events, and the points of the ledger movements among them."""
+    credited = expired = forfeited = 0
+    for event in outgoing:
+        match event:
+            case events.PointsCredited(points=points):
+                credited += points
+            case events.PointsExpired(points=points):
+                expired += points
+            case events.PointsForfeited(points=points):
+                forfeited += points
+    return Announced(len(outgoing), credited, expired, forfeited)
 
 
 def _movements(ledger: Ledger) -> list[Announcement]:

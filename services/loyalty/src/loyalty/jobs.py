@@ -17,9 +17,10 @@ from enum import StrEnum
 from typing import TypeVar
 
 from servicekit.clock import berlin_date, start_of_berlin_day
+from servicekit.metrics import LOYALTY_POINTS
 from servicekit.unit_of_work import Transactions
 
-from loyalty.handlers import Announce, ListCustomers, Loyalty
+from loyalty.handlers import Announce, Announced, ListCustomers, Loyalty
 from loyalty.unit_of_work import LoyaltyUnitOfWork
 
 U = TypeVar("U", bound=LoyaltyUnitOfWork)
@@ -71,6 +72,23 @@ async def run_ledger_job(
         customers = await transactions.execute(loyalty.customers, ListCustomers(after, chunk))
         if not customers:
             return announced
-        announced += await transactions.execute(loyalty.announce, Announce(tuple(customers), as_of))
+        done = await transactions.execute(loyalty.announce, Announce(tuple(customers), as_of))
+        count_points(done)
+        announced += done.events
         progress(len(customers))
         after = customers[-1]
+
+
+MOVEMENTS = ("credited", "expired", "forfeited")
+for _movement in MOVEMENTS:  # every movement's series exists from the start, at 0
+    LOYALTY_POINTS.labels(_movement)
+
+
+def count_points(done: Announced) -> None:
+    """OPS-2: the points a committed chunk announced, by movement. Called once the chunk's
+    transaction committed: an attempt that conflicted and was taken again counts once."""
+    for movement, points in zip(
+        MOVEMENTS, (done.credited, done.expired, done.forfeited), strict=True
+    ):
+        if points:
+            LOYALTY_POINTS.labels(movement).inc(points)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import ClassVar
 
 import pytest
 from contracts_schemas import loyalty as events
@@ -25,6 +26,7 @@ from loyalty.domain.facts import (
 from loyalty.domain.ledger import Ledger, MembershipStatus
 from loyalty.handlers import (
     Announce,
+    Announced,
     ClearProjections,
     Enrol,
     GetHistory,
@@ -35,8 +37,9 @@ from loyalty.handlers import (
     UnknownReward,
     event_uuid,
 )
-from loyalty.jobs import RunKind, RunRefused, run_ledger_job, run_moment
-from loyalty.unit_of_work import account_stream
+from loyalty.jobs import MOVEMENTS, RunKind, RunRefused, run_ledger_job, run_moment
+from loyalty.unit_of_work import LoyaltyUnitOfWork, account_stream
+from prometheus_client import REGISTRY
 from servicekit.clock import BERLIN, FixedClock
 from servicekit.unit_of_work import ConcurrencyConflict, Conflict
 
@@ -258,7 +261,8 @@ async def test_loy2_a_run_announces_each_credit_once_and_keeps_the_statement_row
     first = await loyalty.announce(Announce(("c1",), at(2026, 2, 1)), uow)
     second = await loyalty.announce(Announce(("c1",), at(2026, 2, 1)), uow)
 
-    assert (first, second) == (2, 0)
+    assert (first.events, second.events) == (2, 0)
+    assert (first.credited, first.expired, first.forfeited) == (1300, 0, 0)
     credited = [m for m in uow.events.published if isinstance(m, events.PointsCredited)]
     assert sorted((m.rule, m.points) for m in credited) == [("LOY-2", 300), ("LOY-4", 1000)]
     assert uow.statements.rows["c1"] == (at(2026, 2, 1), 1300, "enrolled")
@@ -279,6 +283,55 @@ async def test_ops3_a_run_goes_through_every_customer_in_chunks(
     assert sent == 3
     assert seen == [2, 1]
     assert await loyalty.customers(ListCustomers("a", 10), uow) == ["b", "c"]
+
+
+def points_counted() -> dict[str, float]:
+    return {
+        movement: REGISTRY.get_sample_value("portal_loyalty_points_total", {"movement": movement})
+        or 0.0
+        for movement in MOVEMENTS
+    }
+
+
+class ConflictingOnce(Loyalty):
+    """The first chunk's transaction loses a race (a Conflict) and is taken again."""
+
+    conflicts: ClassVar[list[int]] = []
+
+    async def announce(self, command: Announce, uow: LoyaltyUnitOfWork) -> Announced:
+        done = await super().announce(command, uow)
+        if not self.conflicts:
+            self.conflicts.append(1)
+            raise Conflict("another run announced meanwhile")
+        return done
+
+
+async def test_ops2_points_are_counted_by_movement_once_the_chunk_committed(
+    uow: InMemoryLoyaltyUnitOfWork, clock: FixedClock
+) -> None:
+    """OPS-2: portal_loyalty_points_total{movement} grows by the points the run announced
+    (credited, then forfeited with the account), a conflicting attempt not counted."""
+    loyalty = ConflictingOnce(CONFIG, clock)
+    await enrolled_with_300_points(loyalty, uow, clock)
+    await uow.facts.add([("c1", AccountCancelled("acc-c1", at(2026, 3, 10), "c1"))])
+    uow.events.published.clear()
+    ConflictingOnce.conflicts.clear()
+    before = points_counted()
+
+    sent = await run_ledger_job(transactions(uow), loyalty, at(2026, 4, 1))
+
+    assert ConflictingOnce.conflicts == [1], "the chunk was taken twice"
+    published = [m for m in uow.events.published if hasattr(m, "points")]
+    assert sent == len(uow.events.published)
+    by_type = {
+        "credited": sum(m.points for m in published if isinstance(m, events.PointsCredited)),
+        "expired": sum(m.points for m in published if isinstance(m, events.PointsExpired)),
+        "forfeited": sum(m.points for m in published if isinstance(m, events.PointsForfeited)),
+    }
+    assert by_type["credited"] == 300
+    assert by_type["forfeited"] > 0
+    after = points_counted()
+    assert {m: after[m] - before[m] for m in MOVEMENTS} == by_type
 
 
 async def test_ops3_history_lists_the_facts_in_business_order(
