@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -30,12 +30,14 @@ class Service:
     stream: EventStream[PostgresClaimsUnitOfWork]
     settings: ClaimsSettings
     http: httpx.AsyncClient
+    background: list[Loop] = field(default_factory=list)  # e.g. the metrics (entrypoints)
 
     def loops(self) -> list[Loop]:
         return [
             self.runtime.outbox_loop(self.stream),
             self.runtime.stream_loop(self.stream),
             self.runtime.lag_loop(self.stream),
+            *self.background,
         ]
 
     async def close(self) -> None:

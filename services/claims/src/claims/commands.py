@@ -59,6 +59,11 @@ class ListClaims:
 
 
 @dataclass(frozen=True, slots=True)
+class CountByStatus:
+    """OPS-2: how many claims are in each status (the claims-by-status gauge)."""
+
+
+@dataclass(frozen=True, slots=True)
 class UploadDocument:
     """The customer adds a document; to a waiting claim it moves it back into review."""
 

@@ -263,6 +263,13 @@ class ClaimsHandlers:
     async def list_claims(self, command: c.ListClaims, uow: ClaimsUnitOfWork) -> list[Claim]:
         return await uow.claims.of_customer(command.customer_id)
 
+    async def count_by_status(
+        self, query: c.CountByStatus, uow: ClaimsUnitOfWork
+    ) -> dict[ClaimStatus, int]:
+        """OPS-2: claims per status, every status present (0 when none is in it)."""
+        counted = await uow.claims.count_by_status()
+        return {status: counted.get(status, 0) for status in ClaimStatus}
+
     async def upload(self, command: c.UploadDocument, uow: ClaimsUnitOfWork) -> Claim:
         """A document for a claim; a claim waiting for the customer goes back into review."""
         claim = await self._own(command.customer_id, command.claim_id, uow)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from contracts_schemas.claims import ClaimStatus
 from contracts_schemas.common import NotificationChannel
 from servicekit.unit_of_work import UnitOfWork
 from servicekit.uploads import BlobStore
@@ -38,6 +39,10 @@ class Claims(Protocol):
 
     async def next_number(self) -> int:
         """A number never handed out before (gaps allowed)."""
+        ...
+
+    async def count_by_status(self) -> dict[ClaimStatus, int]:
+        """How many claims are in each status (a status without claims is absent)."""
         ...
 
 

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from claims.bootstrap import Service, build
 from claims.config import ClaimsSettings
 from claims.entrypoints.api import create_app
+from claims.entrypoints.metrics import refresh_claims_by_status
 from claims.entrypoints.stream import subscribe
 from claims_world import EXE, PDF, PNG, policy_issued
 from contracts_schemas import topics
@@ -30,6 +31,7 @@ from contracts_schemas.claims import (
 )
 from contracts_schemas.cloudevents import decode, from_kafka
 from contracts_schemas.common import Carrier, ProductLine
+from prometheus_client import REGISTRY
 from servicekit.auth import (
     ServiceCredentials,
     basic_authorization,
@@ -382,3 +384,29 @@ async def test_another_customers_claims_and_attachments_are_unreachable() -> Non
                 "/internal/claims/transitions", json=body, headers=headers
             )
             assert response.status_code == status, response.text
+
+
+async def test_ops2_claims_by_status_are_counted_in_postgresql() -> None:
+    """OPS-2: `portal_claims{status}` from the PostgreSQL repository's count (one refresh
+    round of the serving loop), every status set, 0 where no claim is."""
+    async with claims_service() as running:
+        customer = unique("C")
+        policy = policy_issued(unique("P"), (customer,))
+        await with_policies(running, policy)
+        numbers = []
+        for description in ("eins", "zwei", "drei"):
+            created = await running.http.post(
+                "/claims", data={**report_form(policy.policy_id), "description": description},
+                headers=running.bearer(customer),
+            )  # fmt: skip
+            assert created.status_code == 201, created.text
+            numbers.append(created.json()["claim_number"])
+        await move(running, numbers[0], ClaimTransition.START_REVIEW)
+
+        await refresh_claims_by_status(running.service.transactions, running.service.handlers)
+
+        figures = {
+            status: REGISTRY.get_sample_value("portal_claims", {"status": status.value})
+            for status in ClaimStatus
+        }
+        assert figures == dict.fromkeys(ClaimStatus, 0.0) | {S.REPORTED: 2.0, S.IN_REVIEW: 1.0}

@@ -5,8 +5,10 @@ stored row)."""
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from typing import TypeVar
 
+from contracts_schemas.claims import ClaimStatus
 from contracts_schemas.common import NotificationChannel
 from servicekit.memory import InMemoryUnitOfWork
 from servicekit.unit_of_work import Conflict
@@ -61,6 +63,9 @@ class MemoryClaims:
     async def next_number(self) -> int:
         self.sequence += 1
         return self.sequence
+
+    async def count_by_status(self) -> dict[ClaimStatus, int]:
+        return dict(Counter(c.status for c in self.rows.values()))
 
 
 class MemorySubmissions:

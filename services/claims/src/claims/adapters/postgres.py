@@ -206,6 +206,10 @@ class PostgresClaims:
         number: int = await self._conn.fetchval("SELECT nextval('claim_numbers')")
         return number
 
+    async def count_by_status(self) -> dict[ClaimStatus, int]:
+        rows = await self._conn.fetch("SELECT status, count(*) AS n FROM claims GROUP BY status")
+        return {ClaimStatus(row["status"]): int(row["n"]) for row in rows}
+
 
 class PostgresSubmissions:
     def __init__(self, conn: Connection) -> None:

@@ -1,4 +1,5 @@
-"""claims serve    API, outbox relay, the policy consumer and the claims-handling consumer"""
+"""claims serve    API, outbox relay, the policy consumer, the claims-handling consumer and
+the claims-by-status gauge"""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from servicekit.runtime import serve_service
 from claims.bootstrap import build
 from claims.config import ClaimsSettings
 from claims.entrypoints.api import create_app
+from claims.entrypoints.metrics import claims_by_status
 from claims.entrypoints.stream import subscribe
 
 
 async def _serve() -> None:
     service = await build(ClaimsSettings())
     subscribe(service.stream, service.handlers)
+    service.background.append(claims_by_status(service))
     await serve_service(service, create_app)
 
 
