@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,20 +25,24 @@ from contracts.entrypoints.stream import subscribe as subscribe_contracts
 from contracts_schemas import topics
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import decode, from_kafka
+from contracts_schemas.common import Carrier, PolicyholderDetails, PostalAddress, ProductLine
+from contracts_schemas.upstream import PolicyIssuedUpstream
 from identity.bootstrap import Service as IdentityService
 from identity.bootstrap import build as build_identity
 from identity.config import IdentitySettings
 from identity.entrypoints.api import create_app as identity_app
 from identity.entrypoints.stream import subscribe as subscribe_identity
+from identity_world import PASSWORD
 from servicekit.auth import ServiceCredentials, basic_authorization
 from servicekit.db import drop_schema
 from servicekit.testing import read_topic, required_env, unique
 
 POLICY_ADMIN_SECRET = "pa-glue-secret"
 CONTRACTS_SECRET = "contracts-glue-secret"
+NOTIFIER_SECRET = "notifier-glue-secret"
 
 
-def test_key() -> str:
+def fresh_key() -> str:
     """A fresh 32-byte key (URL-safe base64), as scripts/run-platform makes them."""
     return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
 
@@ -99,8 +105,11 @@ async def glue(with_mtan: bool = True) -> AsyncIterator[Glue]:
     identity_settings = IdentitySettings(
         database_url=database_url, kafka_bootstrap=kafka, database_schema=f"{base}_identity",
         topic_prefix=prefix, instance_id=base,
-        service_credentials={"contracts": ServiceCredentials.digest(CONTRACTS_SECRET)},
-        data_key=test_key(), code_pepper=test_key(),
+        service_credentials={
+            "contracts": ServiceCredentials.digest(CONTRACTS_SECRET),
+            "notifier": ServiceCredentials.digest(NOTIFIER_SECRET),  # not granted `mtan`
+        },
+        data_key=fresh_key(), code_pepper=fresh_key(),
     )  # fmt: skip
     identity = await build_identity(identity_settings)
     subscribe_identity(identity.stream, identity.identity)
@@ -139,3 +148,47 @@ async def glue(with_mtan: bool = True) -> AsyncIterator[Glue]:
             await drop_schema(database_url, f"{base}_contracts")
         await identity.close()
         await drop_schema(database_url, f"{base}_identity")
+
+
+ON_POLICY = PostalAddress(recipient="Frau Erika Mustermann", street="Am Policenweg 3",
+                          postal_code="80331", city="München")  # fmt: skip
+TYPED = {"recipient": "Erika Mustermann", "street": "Heidestraße 17", "postal_code": "51147",
+         "city": "Köln"}  # fmt: skip
+
+
+def issued_upstream(number: str, holder_id: str) -> PolicyIssuedUpstream:
+    return PolicyIssuedUpstream(
+        message_id=uuid.uuid4().hex, source_system="policy-admin",
+        occurred_at=datetime.now(UTC) - timedelta(days=1), policy_number=number,
+        product_line=ProductLine.LIABILITY, carrier=Carrier.ALLIANZ_VERSICHERUNGS_AG,
+        policyholder_ids=(holder_id,), start_date=date(2026, 1, 1),
+        policyholders=(PolicyholderDetails(
+            customer_id=holder_id, given_name="Erika", family_name="Mustermann",
+            birth_date=date(1980, 5, 17), postal_address=ON_POLICY,
+        ),),
+    )  # fmt: skip
+
+
+def registration(username: str, number: str, birth_date: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "username": username, "password": PASSWORD, "first_name": "erika",
+        "last_name": "MUSTERMANN", "birth_date": birth_date, "email": f"{username}@example.org",
+        "address": TYPED, "policy_number": number, **extra,
+    }  # fmt: skip
+
+
+async def issue_and_project(g: Glue, number: str, holder_id: str) -> None:
+    posted = await g.contracts_http.post(
+        "/internal/upstream/policies",
+        json=issued_upstream(number, holder_id).model_dump(mode="json"),
+        headers=g.policy_admin(),
+    )
+    assert posted.status_code == 201, posted.text
+
+    async def projected() -> bool:
+        async with g.identity.runtime.pool.acquire() as conn:
+            return bool(await conn.fetchval(
+                "SELECT holders_enc IS NOT NULL FROM policies WHERE policy_number = $1", number
+            ))  # fmt: skip
+
+    await until(projected)

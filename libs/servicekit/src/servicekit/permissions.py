@@ -24,6 +24,7 @@ class Operation(StrEnum):
     DOCUMENTS = "documents"  # output management delivers mailbox documents (DOC-1)
     CLAIMS = "claims"  # claims handling moves claims through their lifecycle (CL-4)
     PRINTS = "prints"  # the letter channel fetches documents that go by post (DOC-4)
+    MTAN = "mtan"  # services ask identity for mTANs and consume them (ID-6; contracts, CT-4)
 
 
 DEFAULT_SYSTEM_OPERATIONS: Mapping[str, tuple[Operation, ...]] = {
@@ -33,6 +34,7 @@ DEFAULT_SYSTEM_OPERATIONS: Mapping[str, tuple[Operation, ...]] = {
     "operators": (Operation.JOBS, Operation.DELIVERIES, Operation.REPLAYS, Operation.CLAIMS),
     "claims-handling": (Operation.CLAIMS,),
     "notifier": (Operation.PRINTS,),
+    "contracts": (Operation.MTAN,),
 }
 
 

@@ -10,13 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from servicekit.clock import Clock
+from servicekit.clock import Clock, SystemClock
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
 from servicekit.stream import EventStream
 from servicekit.unit_of_work import Transactions
 
-from contracts.adapters.mtan import MtanPort, NoMtanService
+from contracts.adapters.mtan import (
+    IdentityApiSettings,
+    IdentityMtanService,
+    MtanPort,
+    NoMtanService,
+)
 from contracts.adapters.postgres import PostgresContractsUnitOfWork
 from contracts.config import ContractsSettings
 from contracts.domain.catalogue import Catalogue
@@ -51,9 +56,24 @@ async def build(
 ) -> Service:
     runtime = await Runtime.start(settings, MIGRATIONS, clock)
     transactions = runtime.transactions(PostgresContractsUnitOfWork)
+    http = httpx.AsyncClient()
+    # mTANs are security time: identity confirms them on the wall clock (ID-6).
+    wall = SystemClock()
     contracts = Contracts(
-        Catalogue.from_config(settings.point_relevance), mtan or NoMtanService(), runtime.clock
+        Catalogue.from_config(settings.point_relevance),
+        mtan or mtan_port(settings, http, wall),
+        runtime.clock,
+        wall,
     )
-    return Service(
-        runtime, transactions, runtime.stream(transactions), contracts, httpx.AsyncClient()
-    )
+    return Service(runtime, transactions, runtime.stream(transactions), contracts, http)
+
+
+def mtan_port(settings: ContractsSettings, http: httpx.AsyncClient, wall: Clock) -> MtanPort:
+    """identity's mTAN API when configured; else nothing is ever confirmed."""
+    if not settings.identity_base_url or settings.identity_secret is None:
+        return NoMtanService()
+    api = IdentityApiSettings(
+        settings.identity_base_url, settings.identity_system,
+        settings.identity_secret.get_secret_value(), settings.identity_timeout_seconds,
+    )  # fmt: skip
+    return IdentityMtanService(http, api, wall)

@@ -32,7 +32,11 @@ from contracts.domain import policy as p
 from contracts.domain.catalogue import Catalogue
 from contracts.domain.errors import DomainError
 from contracts.domain.iban import parse_iban
-from contracts.domain.mtan import bank_details_mtan_reference
+from contracts.domain.mtan import (
+    BANK_DETAILS_MTAN_PURPOSE,
+    MtanChallenge,
+    bank_details_mtan_reference,
+)
 from contracts.domain.views import ContractDetails, ContractSummary, contract_summaries
 from contracts.domain.views import contract_details as details_view
 from contracts.domain.visibility import NotVisibleReason, why_not_visible
@@ -80,6 +84,15 @@ class ChangeBankDetails:
     policy_id: str
     iban: str = field(repr=False)
     mtan_id: str
+
+
+@dataclass(frozen=True)
+class RequestBankDetailsMtan:
+    """CT-4/ID-6: have identity send the mTAN that confirms this IBAN on this policy."""
+
+    customer_id: str
+    policy_id: str
+    iban: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,9 @@ class Contracts:
     catalogue: Catalogue
     mtan: MtanPort
     clock: Clock
+    #: mTANs are security time, confirmed by identity on the wall clock; the business
+    #: `clock` may be moved in test environments. None: the business clock.
+    wall: Clock | None = None
 
     async def ingest(self, message: UpstreamInput, uow: ContractsUnitOfWork) -> Recorded:
         """CT-1: record one upstream message, once per (source system, message id).
@@ -196,13 +212,34 @@ class Contracts:
         activated = await uow.activations.is_activated(query.customer_id)
         return why_not_visible(query.customer_id, activated, state)
 
+    async def request_bank_details_mtan(
+        self, command: RequestBankDetailsMtan, uow: ContractsUnitOfWork
+    ) -> MtanChallenge:
+        """CT-4/ID-6: the mTAN for a new IBAN, bound to this policy and IBAN (dynamic
+        linking). Only a change that could be made gets an SMS (SMS cost is an attack
+        surface): the sole policyholder of a contract in force, a valid SEPA IBAN.
+        Raises MtanRefused (no confirmed mobile, factor locked, too many SMS) or
+        MtanUnavailable (identity cannot be asked)."""
+        state = await uow.policies.load(command.policy_id)
+        activated = await uow.activations.is_activated(command.customer_id)
+        decision = p.ChangeBankDetails(
+            command.customer_id, activated, command.policy_id, command.iban
+        )
+        state, iban = p.check_bank_details_change(state, decision, self._ctx_now())
+        reference = bank_details_mtan_reference(state.policy_id, iban)
+        return await self.mtan.request(command.customer_id, BANK_DETAILS_MTAN_PURPOSE, reference)
+
+    def _ctx_now(self) -> p.DecisionContext:
+        return p.DecisionContext(p.deterministic_event_ids("unused"), self.clock.now())
+
     async def change_bank_details(
         self, command: ChangeBankDetails, uow: ContractsUnitOfWork
     ) -> Recorded:
         """CT-4/ID-6: a new IBAN, confirmed by an mTAN bound to this policy and IBAN.
 
         The mTAN id is the request's key (scoped by customer and policy): the same change
-        again is a replay, the same mTAN id with another IBAN is refused.
+        again is a replay, the same mTAN id with another IBAN is refused. identity is
+        asked (and the mTAN used up) only for a change that may be made.
         """
         iban = parse_iban(command.iban)
         key = idem.client_key("bank-details", command.customer_id, command.policy_id,
@@ -213,8 +250,6 @@ class Contracts:
             return replay
         state = await uow.policies.load(command.policy_id)
         activated = await uow.activations.is_activated(command.customer_id)
-        reference = bank_details_mtan_reference(command.policy_id, iban)
-        confirmation = await self.mtan.confirmation(command.customer_id, command.mtan_id, reference)
         ctx = p.DecisionContext(
             p.client_key_event_ids("bank", command.customer_id, command.policy_id, command.mtan_id),
             self.clock.now(),
@@ -222,7 +257,11 @@ class Contracts:
         decision = p.ChangeBankDetails(
             command.customer_id, activated, command.policy_id, command.iban
         )
-        events = p.change_bank_details(state, decision, confirmation, ctx)
+        p.check_bank_details_change(state, decision, ctx)
+        reference = bank_details_mtan_reference(command.policy_id, iban)
+        confirmation = await self.mtan.confirmation(command.customer_id, command.mtan_id, reference)
+        wall = self.wall.now() if self.wall is not None else None
+        events = p.change_bank_details(state, decision, confirmation, ctx, wall)
         return await _save(uow, state, events, key, fingerprint, reused)
 
     async def report_move(self, command: ReportMove, uow: ContractsUnitOfWork) -> Recorded:

@@ -6,66 +6,13 @@ date gets no letter and the very same answer."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from contracts_schemas import identity as ev
-from contracts_schemas.common import (
-    Carrier,
-    PolicyholderDetails,
-    PostalAddress,
-    ProductLine,
-)
-from contracts_schemas.upstream import PolicyIssuedUpstream
-from glue_harness import Glue, glue, until
-from identity_world import PASSWORD
+from glue_harness import ON_POLICY, glue, issue_and_project, registration, until
 
 pytestmark = pytest.mark.integration
-
-ON_POLICY = PostalAddress(recipient="Frau Erika Mustermann", street="Am Policenweg 3",
-                          postal_code="80331", city="München")  # fmt: skip
-TYPED = {"recipient": "Erika Mustermann", "street": "Heidestraße 17", "postal_code": "51147",
-         "city": "Köln"}  # fmt: skip
-
-
-def issued_upstream(number: str, holder_id: str) -> PolicyIssuedUpstream:
-    return PolicyIssuedUpstream(
-        message_id=uuid.uuid4().hex, source_system="policy-admin",
-        occurred_at=datetime.now(UTC) - timedelta(days=1), policy_number=number,
-        product_line=ProductLine.LIABILITY, carrier=Carrier.ALLIANZ_VERSICHERUNGS_AG,
-        policyholder_ids=(holder_id,), start_date=date(2026, 1, 1),
-        policyholders=(PolicyholderDetails(
-            customer_id=holder_id, given_name="Erika", family_name="Mustermann",
-            birth_date=date(1980, 5, 17), postal_address=ON_POLICY,
-        ),),
-    )  # fmt: skip
-
-
-def registration(username: str, number: str, birth_date: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "username": username, "password": PASSWORD, "first_name": "erika",
-        "last_name": "MUSTERMANN", "birth_date": birth_date, "email": f"{username}@example.org",
-        "address": TYPED, "policy_number": number, **extra,
-    }  # fmt: skip
-
-
-async def issue_and_project(g: Glue, number: str, holder_id: str) -> None:
-    posted = await g.contracts_http.post(
-        "/internal/upstream/policies",
-        json=issued_upstream(number, holder_id).model_dump(mode="json"),
-        headers=g.policy_admin(),
-    )
-    assert posted.status_code == 201, posted.text
-
-    async def projected() -> bool:
-        async with g.identity.runtime.pool.acquire() as conn:
-            return bool(await conn.fetchval(
-                "SELECT holders_enc IS NOT NULL FROM policies WHERE policy_number = $1", number
-            ))  # fmt: skip
-
-    await until(projected)
 
 
 async def test_id3_letter_to_the_policy_address_on_a_match_and_none_on_another_birth_date(

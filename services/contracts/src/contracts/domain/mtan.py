@@ -33,6 +33,36 @@ _NEW_MTAN = "Bitte fordern Sie eine neue mTAN an."
 
 
 @dataclass(frozen=True)
+class MtanChallenge:
+    """identity sent an mTAN for a change: the customer confirms it at identity
+    (`POST /identity/mtans/{mtan_id}/confirm`), then repeats the change with its id."""
+
+    mtan_id: str
+    purpose: str
+    expires_at: datetime
+
+
+class MtanUnavailable(Exception):
+    """identity cannot be asked now (down, timeout, misconfigured credentials or grant):
+    the change is neither made nor refused for good - the customer may try again (503)."""
+
+
+class MtanRefused(Exception):
+    """identity refuses to send an mTAN for this customer: no confirmed mobile number
+    (403 `second_factor_required`), the SMS factor locked (423), too many SMS (429).
+    `detail` is identity's German text, fit for the customer."""
+
+    def __init__(
+        self, status: int, reason: str, detail: str, retry_after: int | None = None
+    ) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
 class MtanConfirmation:
     """What identity says about the mTAN the customer typed for one change."""
 

@@ -57,7 +57,7 @@ from servicekit.clock import berlin_date
 
 from contracts.domain.catalogue import INSURED_VISIBILITY_LINES, Catalogue
 from contracts.domain.errors import CommandRejected, ReasonCode, UpstreamRejected
-from contracts.domain.iban import InvalidIban, parse_iban
+from contracts.domain.iban import Iban, InvalidIban, parse_iban
 from contracts.domain.mtan import (
     BANK_DETAILS_MTAN_PURPOSE,
     MtanConfirmation,
@@ -615,25 +615,14 @@ def _authorise_change(
     return state
 
 
-def change_bank_details(
-    state: PolicyState | None,
-    command: ChangeBankDetails,
-    mtan: MtanConfirmation | None,
-    ctx: DecisionContext,
-) -> list[PolicyEvent]:
-    """CT-4/ID-6: change the account premiums are collected from.
-
-    The IBAN is validated (country length, mod-97, SEPA country) and the change must be
-    confirmed by an mTAN bound to this policy and IBAN. Only the masked IBAN goes into
-    the event; the handler keeps the full one (`parse_iban(command.iban).value`) in the
-    service's own protected store.
-    """
+def check_bank_details_change(
+    state: PolicyState | None, command: ChangeBankDetails, ctx: DecisionContext
+) -> tuple[PolicyState, Iban]:
+    """CT-4: may this customer set this IBAN on this policy (before any mTAN is sent or
+    used)? The sole policyholder of a contract in force, a valid SEPA IBAN."""
     state = _authorise_change(
         state, command.customer_id, command.account_activated, command.policy_id, ctx
     )
-    event_id = ctx.new_event_id(_seed(BankDetailsChanged))
-    if _seen(state, event_id):
-        return []
     iban = parse_iban(command.iban)
     if not iban.is_sepa:
         raise InvalidIban(
@@ -641,12 +630,37 @@ def change_bank_details(
             "Die Beiträge ziehen wir per SEPA-Lastschrift ein. Bitte geben Sie die IBAN "
             "eines Kontos im SEPA-Raum an.",
         )
+    return state, iban
+
+
+def change_bank_details(
+    state: PolicyState | None,
+    command: ChangeBankDetails,
+    mtan: MtanConfirmation | None,
+    ctx: DecisionContext,
+    mtan_now: datetime | None = None,
+) -> list[PolicyEvent]:
+    """CT-4/ID-6: change the account premiums are collected from.
+
+    The IBAN is validated (country length, mod-97, SEPA country) and the change must be
+    confirmed by an mTAN bound to this policy and IBAN. Only the masked IBAN goes into
+    the event; the handler keeps the full one (`parse_iban(command.iban).value`) in the
+    service's own protected store. The mTAN's age is judged at `mtan_now` (the wall
+    clock identity confirms on), `ctx.now` when not given.
+    """
+    state = _authorise_change(
+        state, command.customer_id, command.account_activated, command.policy_id, ctx
+    )
+    event_id = ctx.new_event_id(_seed(BankDetailsChanged))
+    if _seen(state, event_id):
+        return []
+    state, iban = check_bank_details_change(state, command, ctx)
     require_confirmed_mtan(
         mtan,
         customer_id=command.customer_id,
         purpose=BANK_DETAILS_MTAN_PURPOSE,
         reference=bank_details_mtan_reference(state.policy_id, iban),
-        now=ctx.now,
+        now=mtan_now or ctx.now,
     )
     return [
         BankDetailsChanged(

@@ -24,6 +24,7 @@ from servicekit.unit_of_work import Conflict, Unstorable
 
 from contracts.bootstrap import Service
 from contracts.domain.errors import CommandRejected, DomainError, ReasonCode, UpstreamRejected
+from contracts.domain.mtan import MtanRefused, MtanUnavailable
 from contracts.domain.views import ContractDetails, ContractSummary
 from contracts.domain.visibility import ContractNotVisible
 from contracts.entrypoints.stream import STREAM
@@ -32,6 +33,7 @@ from contracts.handlers import (
     ContractOf,
     Recorded,
     ReportMove,
+    RequestBankDetailsMtan,
     UpstreamInput,
     WhyNotVisible,
 )
@@ -87,6 +89,17 @@ class BankDetailsChange(BaseModel):
     mtan_id: str = Field(min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS)
 
 
+class BankDetailsMtanRequest(BaseModel):
+    iban: str = Field(min_length=15, max_length=42, pattern=NO_CONTROL_CHARACTERS)
+
+
+class MtanSent(BaseModel):
+    mtan_id: str = Field(description="Confirm it at identity, then send the change with it")
+    purpose: str
+    expires_at: str
+    confirm_path: str = Field(description="identity's route where the customer types the code")
+
+
 class MoveReport(BaseModel):
     new_address: PostalAddress
     moved_on: date
@@ -122,6 +135,21 @@ async def _execute(
         raise Problem(
             422, "unstorable", f"the database refuses a value: {refused.reason}",
             type_="urn:portal:problem:unstorable",
+        ) from None  # fmt: skip
+    except MtanRefused as refused:
+        extensions: dict[str, Any] = {"reason": refused.reason}
+        if refused.retry_after is not None:
+            extensions["retry_after"] = refused.retry_after
+        raise Problem(
+            refused.status, refused.reason, refused.detail or None,
+            type_=f"urn:portal:problem:{refused.reason}", extensions=extensions,
+        ) from None  # fmt: skip
+    except MtanUnavailable:
+        raise Problem(
+            503, "mtan_unavailable",
+            "Die Bestätigung per mTAN ist gerade nicht möglich. Bitte versuchen Sie es in"
+            " einigen Minuten erneut.",
+            type_="urn:portal:problem:mtan-unavailable",
         ) from None  # fmt: skip
     except Conflict:
         raise Problem(
@@ -237,7 +265,31 @@ async def contract(
     return await _execute(svc, svc.contracts.contract, ContractOf(principal.customer_id, policy_id))
 
 
-@customer.put("/{policy_id}/bank-details", status_code=204, responses=problems(403, 404, 409, 422))
+@customer.post(
+    "/{policy_id}/bank-details/mtan",
+    status_code=201,
+    response_model=MtanSent,
+    responses=problems(401, 403, 404, 409, 422, 423, 429, 503),
+)
+async def request_bank_details_mtan(
+    policy_id: PolicyId, change: BankDetailsMtanRequest, principal: CurrentCustomer,
+    svc: ServiceDep,
+) -> MtanSent:  # fmt: skip
+    """CT-4/ID-6: identity sends an mTAN by SMS bound to this policy and this IBAN; the
+    customer confirms it at identity (`confirm_path`), then sends the change with
+    `mtan_id`. 403 `second_factor_required` without a confirmed mobile number; 503 when
+    identity cannot be reached."""
+    command = RequestBankDetailsMtan(principal.customer_id, policy_id, change.iban)
+    sent = await _execute(svc, svc.contracts.request_bank_details_mtan, command)
+    return MtanSent(
+        mtan_id=sent.mtan_id, purpose=sent.purpose, expires_at=sent.expires_at.isoformat(),
+        confirm_path=f"/identity/mtans/{sent.mtan_id}/confirm",
+    )  # fmt: skip
+
+
+@customer.put(
+    "/{policy_id}/bank-details", status_code=204, responses=problems(403, 404, 409, 422, 503)
+)
 async def change_bank_details(
     policy_id: PolicyId, change: BankDetailsChange, principal: CurrentCustomer, svc: ServiceDep
 ) -> Response:

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from servicekit.asyncapi import document, mount
 from servicekit.auth import TokenVerifier, Unauthenticated
 from servicekit.clock import SystemClock
-from servicekit.http import InternalCaller, Problem, problems
+from servicekit.http import Problem, problems, requires
+from servicekit.permissions import Operation
 from servicekit.runtime import Runtime
 from servicekit.unit_of_work import Transactions
 
@@ -208,6 +209,8 @@ async def caller(request: Request) -> Caller:
 
 caller.problem_statuses = (401,)  # type: ignore[attr-defined]
 Customer = Annotated[Caller, Depends(caller)]
+# ID-6: only systems granted the mTAN operation (contracts) ask for and consume mTANs.
+MtanSystem = Annotated[str, Depends(requires(Operation.MTAN))]
 
 
 def create_app(service: IdentityService) -> FastAPI:
@@ -388,8 +391,8 @@ def create_app(service: IdentityService) -> FastAPI:
         result = await service.transactions.execute(h.published_keys, c.PublishedKeys())
         return JSONResponse(dict(result.data), headers={"Cache-Control": "max-age=60"})
 
-    @router.post("/internal/identity/mtans", tags=["internal"], responses=problems(403, 429))
-    async def internal_request(body: InternalMtanIn, system: InternalCaller) -> JSONResponse:
+    @router.post("/internal/identity/mtans", tags=["internal"], responses=problems(403, 423, 429))
+    async def internal_request(body: InternalMtanIn, system: MtanSystem) -> JSONResponse:
         """ID-6 for other services: send an mTAN for the customer's operation."""
         return await run(
             h.request_mtan, c.RequestMtan(body.customer_id, body.purpose, body.reference)
@@ -398,9 +401,7 @@ def create_app(service: IdentityService) -> FastAPI:
     @router.post(
         "/internal/identity/mtans/{mtan_id}/consume", tags=["internal"], responses=problems(404)
     )
-    async def internal_consume(
-        mtan_id: str, body: ConsumeIn, system: InternalCaller
-    ) -> JSONResponse:
+    async def internal_consume(mtan_id: str, body: ConsumeIn, system: MtanSystem) -> JSONResponse:
         """ID-6: what the mTAN confirms; a confirmed one for exactly this reference is used
         up by this call (single use)."""
         return await run(h.consume_mtan, c.ConsumeMtan(body.customer_id, mtan_id, body.reference))
