@@ -103,6 +103,7 @@ class Runtime:
         relay = OutboxRelay(
             self.pool,
             stream.publish,
+            send=stream.send,
             lock_key=relay_lock_key(self.settings.schema_name),
             name=self.settings.schema_name,
         )

@@ -53,7 +53,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from servicekit.kafka import OutgoingRecord, ensure_topics
+from servicekit.kafka import OutgoingRecord, ensure_topics, send_all
 from servicekit.logging import get_logger
 from servicekit.metrics import BATCH_SECONDS, CONSUMED
 from servicekit.settings import ServiceSettings
@@ -430,15 +430,15 @@ class EventStream(Generic[U]):
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
         """Send in order on the one idempotent producer; return when all are acknowledged."""
+        await (await self.send(records))
+
+    async def send(self, records: Sequence[OutgoingRecord]) -> Awaitable[object]:
+        """Enqueue in order on the one idempotent producer; the result completes when the
+        broker acknowledged every record (the outbox relay pipelines its rounds on it)."""
         if isinstance(self.broker.config.producer, FakeProducer):
             await self._publish_in_memory(records)
-            return
-        producer = self.producer()
-        sent = [
-            await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers)
-            for r in records
-        ]
-        await asyncio.gather(*sent)
+            return _done()
+        return await send_all(self.producer(), records)
 
     async def _publish_in_memory(self, records: Sequence[OutgoingRecord]) -> None:
         """Under FastStream's `TestKafkaBroker` (unit tests): to its subscribers, with the
@@ -446,6 +446,12 @@ class EventStream(Generic[U]):
         for r in records:
             headers = {k: v.decode("utf-8", "replace") for k, v in r.headers}
             await self.broker.publish(r.value, r.topic, key=r.key.encode(), headers=headers)
+
+
+def _done() -> asyncio.Future[object]:
+    done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
 
 
 def instance_id(settings: ServiceSettings) -> str:
