@@ -8,8 +8,9 @@ its auth dependencies, 500 always, more through `responses=problems(...)`), all 
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -326,3 +327,36 @@ declare_problems(internal_caller, 401)
 CurrentCustomer = Annotated[Principal, Depends(customer_principal)]
 # To be replaced route by route with `Depends(requires(Operation.X))` (OWASP API5).
 InternalCaller = Annotated[str, Depends(internal_caller)]
+
+
+def client_address(
+    peer: str, forwarded_for: str | None, trusted_proxies: Sequence[str]
+) -> tuple[str, list[str]]:
+    """(the client's address, the X-Forwarded-For chain as seen here).
+
+    The TCP peer is the client - unless the peer is one of `trusted_proxies` (addresses or
+    CIDR networks, e.g. the gateway or a load balancer): then the client is the last
+    address of its `X-Forwarded-For` that is not a trusted proxy. Whatever else a client
+    writes into the header is not believed (it cannot dodge per-address throttles)."""
+    if not trusted_proxies or not _trusted_proxy(peer, trusted_proxies):
+        return peer, [peer]
+    chain = [a.strip() for a in (forwarded_for or "").split(",") if a.strip()]
+    chain.append(peer)
+    for address in reversed(chain):
+        if not _trusted_proxy(address, trusted_proxies):
+            return address, chain
+    return chain[0], chain
+
+
+def _trusted_proxy(address: str, proxies: Iterable[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for proxy in proxies:
+        try:
+            if ip in ipaddress.ip_network(proxy, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False

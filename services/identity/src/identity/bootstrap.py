@@ -22,7 +22,6 @@ from identity.adapters.security import (
     FieldCipher,
     LibraryPasswordChecks,
     RandomSecrets,
-    decode_key,
 )
 from identity.config import IdentitySettings
 from identity.handlers import Identity, IdentityConfig
@@ -55,7 +54,7 @@ def handlers(settings: IdentitySettings, clock: Clock, wall: Clock) -> Identity:
         hasher=Argon2Hasher(settings.argon2_memory_kib, settings.argon2_time_cost,
                             settings.argon2_parallelism),
         checks=LibraryPasswordChecks(),
-        secrets=RandomSecrets(decode_key(settings.code_pepper.get_secret_value())),
+        secrets=RandomSecrets(settings.code_pepper_bytes()),
         signer=Ed25519Signer(), device_signatures=Ed25519Devices(),
         config=IdentityConfig(
             issuer=settings.token_issuer, audience=settings.token_audience,
@@ -68,7 +67,7 @@ def handlers(settings: IdentitySettings, clock: Clock, wall: Clock) -> Identity:
 
 async def build(settings: IdentitySettings, clock: Clock | None = None) -> Service:
     runtime = await Runtime.start(settings, MIGRATIONS, clock)
-    cipher = FieldCipher(decode_key(settings.data_key.get_secret_value()))
+    cipher = FieldCipher(settings.data_key_bytes())
 
     def unit_of_work(conn: Connection, store: EventStore) -> PostgresIdentityUnitOfWork:
         return PostgresIdentityUnitOfWork(conn, store, cipher)

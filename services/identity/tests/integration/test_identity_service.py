@@ -19,6 +19,7 @@ from contracts_schemas import identity as ev
 from contracts_schemas import topics
 from contracts_schemas.cloudevents import decode, from_kafka
 from contracts_schemas.common import Carrier
+from glue_harness import fresh_key
 from identity import commands as c
 from identity.bootstrap import Service, build
 from identity.config import IdentitySettings
@@ -34,7 +35,9 @@ pytestmark = pytest.mark.integration
 
 
 @asynccontextmanager
-async def identity_service() -> AsyncIterator[tuple[Service, httpx.AsyncClient, str]]:
+async def identity_service(
+    **extra: Any,
+) -> AsyncIterator[tuple[Service, httpx.AsyncClient, str]]:
     prefix = unique("it") + "."
     settings = IdentitySettings(
         database_url=required_env("PORTAL_DATABASE_URL"),
@@ -42,6 +45,7 @@ async def identity_service() -> AsyncIterator[tuple[Service, httpx.AsyncClient, 
         database_schema=prefix.rstrip(".").replace("-", "_"), topic_prefix=prefix,
         instance_id=prefix.rstrip("."),
         service_credentials={"contracts": ServiceCredentials.digest("contracts-secret")},
+        data_key=fresh_key(), code_pepper=fresh_key(), **extra,
     )  # fmt: skip
     service = await build(settings)
     subscribe(service.stream, service.identity)
@@ -246,3 +250,19 @@ async def test_ops1_operator_account_on_postgres_login_over_http_and_customer_ro
         async with service.runtime.pool.acquire() as conn:
             stored = await conn.fetchval("SELECT totp_secret_enc FROM operators")
         assert secret.encode() not in bytes(stored)
+
+
+async def test_id4_the_client_address_behind_a_trusted_proxy_and_never_from_anybody_else(
+) -> None:  # fmt: skip
+    """Login failures count per client address. The ASGI peer here is 198.51.100.9: as a
+    trusted proxy (the gateway) its X-Forwarded-For names the client; untrusted, the
+    header is ignored and the peer is the client (a header cannot dodge the throttle)."""
+    forwarded = {"X-Forwarded-For": "203.0.113.50"}
+    bad = {"username": "nobody", "password": "falsch-falsch-falsch"}
+    for proxies, counted in (([], "198.51.100.9"), (["198.51.100.0/24"], "203.0.113.50")):
+        async with identity_service(trusted_proxies=proxies) as (service, http, _prefix):
+            answer = await http.post("/identity/login", json=bad, headers=forwarded)
+            assert answer.status_code == 401, answer.text
+            async with service.runtime.pool.acquire() as conn:
+                keys = await conn.fetch("SELECT key FROM throttles WHERE key LIKE 'addr:%'")
+            assert [r["key"] for r in keys] == [f"addr:{counted}"]

@@ -20,13 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from servicekit.asyncapi import document, mount
 from servicekit.auth import TokenVerifier, Unauthenticated
 from servicekit.clock import SystemClock
-from servicekit.http import Problem, problems, requires
+from servicekit.http import Problem, client_address, problems, requires
 from servicekit.permissions import Operation
 from servicekit.runtime import Runtime
 from servicekit.unit_of_work import Transactions
 
 from identity import commands as c
 from identity.adapters.postgres import PostgresIdentityUnitOfWork
+from identity.config import IdentitySettings
 from identity.domain.model import Address, Outcome
 from identity.domain.rules import IdentityError, Reason
 from identity.entrypoints.stream import STREAM
@@ -47,6 +48,7 @@ class IdentityService(Protocol):
     runtime: Runtime
     identity: Identity
     transactions: Transactions[PostgresIdentityUnitOfWork]
+    settings: IdentitySettings
 
 
 class Body(BaseModel):
@@ -242,8 +244,14 @@ def create_app(service: IdentityService) -> FastAPI:
     h = service.identity
     router = APIRouter(tags=["identity"])
 
+    trusted_proxies = service.settings.trusted_proxies
+
     def client(request: Request) -> str:
-        return request.client.host if request.client else ""
+        """ID-4: the address failures are counted for: the TCP peer, or - behind a trusted
+        proxy (the gateway, PORTAL_TRUSTED_PROXIES) - the client it names."""
+        peer = request.client.host if request.client else ""
+        forwarded = request.headers.get("x-forwarded-for")
+        return client_address(peer, forwarded, trusted_proxies)[0]
 
     @router.post("/identity/registrations", status_code=202, responses=problems(422))
     async def register(body: RegistrationIn) -> JSONResponse:

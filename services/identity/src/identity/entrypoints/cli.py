@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 
+from pydantic import ValidationError
 from servicekit.runtime import serve_service
 
 from identity import commands as c
@@ -23,14 +24,24 @@ from identity.entrypoints.api import create_app
 from identity.entrypoints.stream import subscribe
 
 
+def _settings() -> IdentitySettings:
+    """The settings, or a clear message and exit 2 (a missing key never falls back)."""
+    try:
+        return IdentitySettings()
+    except ValidationError as error:
+        for problem in error.errors():
+            print(f"identity: configuration error: {problem['msg']}", file=sys.stderr)
+        sys.exit(2)
+
+
 async def _serve() -> None:
-    service = await build(IdentitySettings())
+    service = await build(_settings())
     subscribe(service.stream, service.identity)
     await serve_service(service, create_app)
 
 
 async def _rotate() -> None:
-    service = await build(IdentitySettings())
+    service = await build(_settings())
     try:
         outcome = await service.transactions.execute(
             service.identity.rotate_signing_key, c.RotateSigningKey()
@@ -41,7 +52,7 @@ async def _rotate() -> None:
 
 
 async def _create_operator(username: str, password: str, totp_secret: str | None) -> int:
-    service = await build(IdentitySettings())
+    service = await build(_settings())
     try:
         outcome = await service.transactions.execute(
             service.identity.create_operator, c.CreateOperator(username, password, totp_secret)
