@@ -50,9 +50,13 @@ def why_not_visible(platform: Platform, customer: str, number: str) -> str | Non
 
 
 async def test_joint_policyholders_both_earn_premium_points_and_a_cancelled_account_loses_its_own(
-    platform: Platform, publish: Any
+    test_key_platform: Platform, publish_with_test_key: Any
 ) -> None:
-    """CT-1, LOY-2, LOY-7, LOY-9, LOY-10: the walking skeleton and the joint-holder story."""
+    """CT-1, LOY-2, LOY-7, LOY-9, LOY-10: the walking skeleton and the joint-holder story.
+
+    Without identity: its events come from the test, tokens from the test's own key (the
+    journeys with identity's tokens are in test_customer_journeys.py)."""
+    platform, publish = test_key_platform, publish_with_test_key
     anna, ben = f"cust-{uuid.uuid4().hex[:8]}", f"cust-{uuid.uuid4().hex[:8]}"
     number = f"HR-{uuid.uuid4().hex[:8].upper()}"
     platform.set_time(berlin(2027, 1, 10, 9, 0))
