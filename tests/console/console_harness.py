@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -115,7 +116,10 @@ def console_platform(prefix: str) -> Iterator[Processes]:
     """identity, contracts and the console, wired to each other."""
     platform = Processes(prefix, Path(tempfile.mkdtemp(prefix="portal-console-")))
     try:
-        platform.start("identity", {})
+        platform.start("identity", {  # identity refuses to start without its own keys
+            "PORTAL_DATA_KEY": secrets.token_urlsafe(32),
+            "PORTAL_CODE_PEPPER": secrets.token_urlsafe(32),
+        })  # fmt: skip
         jwks = f"{platform.urls['identity']}/.well-known/jwks.json"
         platform.start("contracts", {"PORTAL_JWKS_URL": jwks})
         platform.start("console", {
