@@ -56,6 +56,7 @@ SYSTEMS = {
     "claims-handling": "ch-secret-e2e",
     "output-management": "om-secret-e2e",
     "notifier": "nt-secret-e2e",
+    "contracts": "ct-secret-e2e",  # contracts asks identity's internal mTAN API (ID-6)
 }
 # The platform customers use; identity first (every other service verifies its tokens).
 FULL = ("identity", "contracts", "loyalty", "notifier", "claims", "documents", "gateway")
@@ -254,7 +255,13 @@ def _own_settings(platform: Platform, service: str) -> dict[str, str]:
     """Settings only one service gets (its secrets, where the others live)."""
     match service:
         case "identity":
-            return {"PORTAL_DATA_KEY": _keys(), "PORTAL_CODE_PEPPER": _keys()}
+            # The gateway (127.0.0.1) names the client in X-Forwarded-For: login failures
+            # count per real client, as behind the gateway in production.
+            return {"PORTAL_DATA_KEY": _keys(), "PORTAL_CODE_PEPPER": _keys(),
+                    "PORTAL_TRUSTED_PROXIES": json.dumps(["127.0.0.1"])}  # fmt: skip
+        case "contracts" if "identity" in platform.urls:
+            return {"PORTAL_IDENTITY_BASE_URL": platform.urls["identity"],
+                    "PORTAL_IDENTITY_SECRET": SYSTEMS["contracts"]}  # fmt: skip
         case "documents":
             return {"PORTAL_MASTER_KEYS": json.dumps({"e2e-1": _keys()}),
                     "PORTAL_MASTER_KEY_ID": "e2e-1"}  # fmt: skip
@@ -282,6 +289,10 @@ def _own_settings(platform: Platform, service: str) -> dict[str, str]:
                 "PORTAL_RATE_LIMIT_PER_ACCOUNT": GENEROUS,
                 "PORTAL_RATE_LIMIT_PUBLIC_PER_ADDRESS": GENEROUS,
                 "PORTAL_OPENAPI_CACHE_SECONDS": "3600",
+                # The tests stand in for a load balancer: a test may name its client in
+                # X-Forwarded-For (schemathesis does, so identity's per-address login
+                # throttle never slows the other tests down).
+                "PORTAL_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),
             }
     return {}
 

@@ -25,6 +25,8 @@ from e2e_harness import (
 from servicekit.clock import BERLIN
 
 pytestmark = pytest.mark.e2e
+IBAN = "DE89370400440532013000"
+OTHER_IBAN = "DE02120300000000202051"
 
 
 def _first_of_next_month(now: datetime) -> datetime:
@@ -119,6 +121,25 @@ async def test_id1_to_id9_the_whole_journey_through_the_gateway(
     strong = log_in_with_sms(platform, person, PASSWORD)  # asserts the SMS step
     assert strong["acr"] == "urn:portal:acr:2fa"
     assert strong["previous_login_at"] is not None, "ID-4: the previous login is told"
+
+    # CT-4/ID-6: new bank details need an mTAN bound to this policy and this IBAN
+    with platform.gateway(strong["access_token"]) as portal:
+        seen = len(sms_codes(platform, person.mobile, "mTAN"))
+        sent = answer(portal.post(f"/contracts/{policy_id}/bank-details/mtan",
+                                  json={"iban": IBAN}), 201)  # fmt: skip
+        mtan = next_sms_code(platform, person.mobile, "mTAN", seen)
+        answer(portal.post(sent["confirm_path"], json={"code": mtan}))
+        other_iban = portal.put(f"/contracts/{policy_id}/bank-details",
+                                json={"iban": OTHER_IBAN, "mtan_id": sent["mtan_id"]})  # fmt: skip
+        problem(other_iban, 403, 409, 422)  # confirmed for another IBAN: refused
+        changed = portal.put(f"/contracts/{policy_id}/bank-details",
+                             json={"iban": IBAN, "mtan_id": sent["mtan_id"]})  # fmt: skip
+        assert changed.status_code == 204, changed.text
+        details = answer(portal.get(f"/contracts/{policy_id}"))
+        assert details["bank_details"]["iban_masked"] == "DE89 **** **** **** **** 00"
+        again = portal.put(f"/contracts/{policy_id}/bank-details",
+                           json={"iban": OTHER_IBAN, "mtan_id": sent["mtan_id"]})  # fmt: skip
+        problem(again, 403, 409, 422)  # single use
 
     # ID-9: cancellation needs an mTAN when the second factor is on
     with platform.gateway(strong["access_token"]) as portal:
