@@ -68,7 +68,7 @@ def processes(workdir: Path, prefix: str) -> Iterator[dict[str, str]]:
         "PORTAL_HTTP_PORT": str(ports["gateway"]),
         "PORTAL_UPSTREAMS": json.dumps(
             {name: {"url": urls[name]} for name in ("contracts", "loyalty")}
-            | {"identity": {"url": "http://127.0.0.1:9"}}
+            | {name: {"url": "http://127.0.0.1:9"} for name in ("identity", "claims", "documents")}
         ),
     }
     running: dict[str, subprocess.Popen[bytes]] = {}
@@ -109,6 +109,24 @@ def spans_of(trace_file: Path, trace_id: str) -> list[dict[str, Any]]:
         return []
     spans = (json.loads(line) for line in trace_file.read_text().splitlines() if line)
     return [s for s in spans if s["trace_id"] == trace_id]
+
+
+def consumed_in(spans: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
+    """The service's consumer spans in the trace: its handler run on the trace's events."""
+    return [
+        s for s in spans
+        if s["service"] == service and s["kind"] == "CONSUMER" and s["name"].startswith("process")
+    ]  # fmt: skip
+
+
+def batches_linked_to(trace_file: Path, trace_id: str, service: str) -> list[dict[str, Any]]:
+    """The service's batch spans (root spans of their own) that link to the trace."""
+    spans = (json.loads(line) for line in trace_file.read_text().splitlines() if line)
+    return [
+        s for s in spans
+        if s["service"] == service and s["name"].startswith("consume")
+        and s["parent_span_id"] is None and trace_id in s["links"]
+    ]  # fmt: skip
 
 
 async def publish(prefix: str, source: str, *messages: Any) -> None:
@@ -181,10 +199,8 @@ def test_ops2_one_trace_from_the_gateway_through_kafka_to_loyalty_and_notifier(
 
         spans = eventually(reached({"gateway", "contracts", "loyalty"}, trace_id), within=120)
         assert {s["kind"] for s in spans if s["service"] == "contracts"} >= {"SERVER"}
-        consumed = [
-            s for s in spans if s["service"] == "loyalty" and s["name"].startswith("consume")
-        ]
-        assert consumed, spans
+        assert consumed_in(spans, "loyalty"), spans
+        assert eventually(lambda: batches_linked_to(trace_file, trace_id, "loyalty"))
 
         # The notifier consumes none of what a contracts request records (it reads identity,
         # claims, documents and loyalty events): enrolling in the programme through the
@@ -196,7 +212,5 @@ def test_ops2_one_trace_from_the_gateway_through_kafka_to_loyalty_and_notifier(
         )
         assert enrolled.status_code == 201, enrolled.text
         spans = eventually(reached({"gateway", "loyalty", "notifier"}, enrol_trace), within=120)
-        consumed = [
-            s for s in spans if s["service"] == "notifier" and s["name"].startswith("consume")
-        ]
-        assert consumed, spans
+        assert consumed_in(spans, "notifier"), spans
+        assert eventually(lambda: batches_linked_to(trace_file, enrol_trace, "notifier"))
