@@ -520,3 +520,13 @@ async def onboard(platform: Platform, publish: Any, *, with_contract: bool = Tru
 
             eventually(shown)
     return Customer(person, number, tokens)
+
+
+def enable_two_factor(platform: Platform, access_token: str, person: Any) -> None:
+    """ID-5: the mobile number confirmed with the code sent to it (log in again after)."""
+    with platform.gateway(access_token) as portal:
+        seen = len(sms_codes(platform, person.mobile, "mTAN"))
+        answer(portal.post("/identity/two-factor", json={"mobile": person.mobile}))
+        code = next_sms_code(platform, person.mobile, "mTAN", seen)
+        confirmed = answer(portal.post("/identity/two-factor/confirm", json={"code": code}))
+    assert confirmed["login_again"] is True
