@@ -21,19 +21,12 @@ import httpx
 import jwt
 import pytest
 from e2e_factories import PDF, PNG, document_for
-from e2e_harness import Customer, Platform, answer, eventually, onboard
+from e2e_harness import KNOWN_DEFECTS, Customer, Platform, answer, eventually, onboard
 
 pytestmark = pytest.mark.e2e
 
 PARAMETER = re.compile(r"\{([^}]+)\}")
 IBAN = "DE89370400440532013000"
-# Defects of a service that the walk found; reported, not hidden: the test xfails naming
-# them while they answer 5xx, and passes once they are fixed.
-KNOWN_DEFECTS = {
-    "GET /identity/sessions": "identity answers 500 for a non-empty session list: "
-    "entrypoints/api.py `_json` leaves the datetimes inside the list unencoded",
-    "GET /identity/devices": "the same `_json` defect for a non-empty device list",
-}
 
 
 async def own_everything(platform: Platform, publish: Any) -> tuple[Customer, dict[str, str]]:

@@ -1,0 +1,37 @@
+"""GW-1/issue 9: bad input everywhere is a 4xx problem document, never a 5xx -
+schemathesis (servicekit.apitest) generates valid and invalid requests for every operation
+of the gateway's combined OpenAPI and sends them through the gateway to the real services,
+as a real customer, bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from e2e_harness import KNOWN_DEFECTS, Platform, onboard
+from servicekit.apitest import api_failures
+
+pytestmark = pytest.mark.e2e
+
+# Generated requests come "from" an address of their own behind the gateway (the tests
+# stand in for its load balancer): identity's login throttle for it never slows the other
+# tests, which come from 127.0.0.1.
+FUZZER_ADDRESS = "198.51.100.77"
+SERVER_ERROR = "Server error"
+
+
+async def test_gw1_schemathesis_through_the_gateway_finds_no_server_error(
+    platform: Platform, publish: Any
+) -> None:
+    customer = await onboard(platform, publish)
+    headers = {"Authorization": f"Bearer {customer.token}", "X-Forwarded-For": FUZZER_ADDRESS}
+    failures = await asyncio.to_thread(
+        api_failures, platform.urls["gateway"], auth=lambda method, path: headers,
+        max_examples=8, deadline_ms=5_000, time_budget_seconds=120,
+    )  # fmt: skip
+    known = [f for f in failures if f.title == SERVER_ERROR and f.operation in KNOWN_DEFECTS]
+    unexplained = [f for f in failures if f not in known]
+    assert not unexplained, "\n".join(str(f) for f in unexplained)
+    if known:
+        pytest.xfail("; ".join(f"{f.operation}: {KNOWN_DEFECTS[f.operation]}" for f in known))
