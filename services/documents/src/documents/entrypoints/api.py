@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Annotated, Protocol, TypeVar
 
 import httpx
+from contracts_schemas.base import NO_CONTROL_CHARACTERS as ONE_LINE
+from contracts_schemas.base import NO_CONTROL_CHARACTERS_BUT_LINES as LINES
 from contracts_schemas.base import Identifier, MultilineText, Text
 from contracts_schemas.documents import DocumentDelivery, DocumentIssuedUpstream
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, UploadFile
@@ -320,10 +322,10 @@ def create_app(service: DocumentsService) -> FastAPI:
     )  # fmt: skip
     async def send_message(
         principal: CurrentCustomer,
-        subject: Annotated[str, Form(min_length=1, max_length=200)],
-        text: Annotated[str, Form(min_length=1, max_length=20_000)],
-        policy_number: Annotated[str | None, Form(max_length=100)] = None,
-        claim_number: Annotated[str | None, Form(max_length=100)] = None,
+        subject: Annotated[str, Form(min_length=1, max_length=200, pattern=ONE_LINE)],
+        text: Annotated[str, Form(min_length=1, max_length=20_000, pattern=LINES)],
+        policy_number: Annotated[str | None, Form(max_length=100, pattern=ONE_LINE)] = None,
+        claim_number: Annotated[str | None, Form(max_length=100, pattern=ONE_LINE)] = None,
         files: Annotated[list[UploadFile] | None, File()] = None,
     ) -> MessageOut:
         """DOC-2: a secure message with attachments (PDF, JPEG, PNG, HEIC; each judged by

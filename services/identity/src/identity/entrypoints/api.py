@@ -15,6 +15,7 @@ from typing import Annotated, Any, Protocol, TypeVar
 
 import jwt
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from servicekit.asyncapi import document, mount
@@ -192,7 +193,9 @@ def _problem(error: IdentityError) -> Problem:
 
 
 def _json(data: dict[str, object]) -> dict[str, object]:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in data.items()}
+    """Dates and datetimes as ISO text, also inside lists (sessions, devices)."""
+    encoded: dict[str, object] = jsonable_encoder(data)
+    return encoded
 
 
 async def caller(request: Request) -> Caller:
