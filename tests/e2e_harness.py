@@ -530,16 +530,3 @@ def enable_two_factor(platform: Platform, access_token: str, person: Any) -> Non
         code = next_sms_code(platform, person.mobile, "mTAN", seen)
         confirmed = answer(portal.post("/identity/two-factor/confirm", json={"code": code}))
     assert confirmed["login_again"] is True
-
-
-# Defects of services (not of the gateway) that the end-to-end tests found, by operation:
-# reported to their owners, not hidden - a test that meets only these xfails naming them,
-# and passes once they are fixed (a 5xx elsewhere still fails it).
-KNOWN_DEFECTS = {
-    "GET /identity/sessions": "identity answers 500 for a non-empty session list: "
-    "entrypoints/api.py `_json` leaves the datetimes inside the list unencoded",
-    "GET /identity/devices": "identity: the same `_json` defect for a non-empty device list",
-    "POST /messages": "documents answers 500 for a subject with control characters (or a "
-    "policy/claim number that is no Identifier): the form fields lack the constraints of "
-    "SecureMessageSent, which handlers.py `_emit` then fails to build",
-}

@@ -21,7 +21,7 @@ import httpx
 import jwt
 import pytest
 from e2e_factories import PDF, PNG, document_for
-from e2e_harness import KNOWN_DEFECTS, Customer, Platform, answer, eventually, onboard
+from e2e_harness import Customer, Platform, answer, eventually, onboard
 
 pytestmark = pytest.mark.e2e
 
@@ -185,7 +185,6 @@ async def test_gw1_every_customer_route_refuses_another_customers_objects(
     components = document.get("components", {}).get("schemas", {})
 
     walked: list[str] = []
-    defects: list[str] = []
     with platform.gateway(anna.token) as as_anna, platform.gateway(ben.token) as as_ben:
         for template, operations in document["paths"].items():
             for method, operation in operations.items():
@@ -204,10 +203,7 @@ async def test_gw1_every_customer_route_refuses_another_customers_objects(
                               for p in operation.get("parameters", [])
                               if p.get("in") == "query" and p.get("required")}  # fmt: skip
                     seen = as_anna.get(template, params=params)
-                    if seen.status_code >= 500 and name in KNOWN_DEFECTS:
-                        defects.append(f"{name}: {KNOWN_DEFECTS[name]}")
-                    else:
-                        assert seen.status_code < 500, f"{name}: {seen.text}"
+                    assert seen.status_code < 500, f"{name}: {seen.text}"
                     assert not leaked(seen, bens, params.values()), (
                         f"{name} shows Ben's: {seen.text}"
                     )
@@ -231,8 +227,6 @@ async def test_gw1_every_customer_route_refuses_another_customers_objects(
     assert len(with_ids) >= 15, walked  # every service's object routes were walked
     for prefix in ("/claims", "/contracts", "/documents", "/messages", "/identity"):
         assert any(prefix in w for w in with_ids), (prefix, walked)
-    if defects:
-        pytest.xfail("; ".join(defects))
 
 
 def bens_value(name: str, ben: Customer, bens: dict[str, str]) -> str:
