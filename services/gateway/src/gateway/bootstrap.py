@@ -16,7 +16,7 @@ from servicekit.logging import configure_logging
 from servicekit.tracing import configure_tracing
 
 from gateway.adapters.ratelimit import RateLimits, Storage, redis_storage
-from gateway.adapters.upstreams import OpenApiDocuments, upstream_client
+from gateway.adapters.upstreams import OpenApiDocuments, skip_sniffio_lookups, upstream_client
 from gateway.config import GatewaySettings
 from gateway.domain.openapi import Document, combine
 from gateway.domain.routing import RouteTable, Upstream
@@ -77,6 +77,7 @@ def build(
     configure_logging(settings.service_name, settings.log_level)
     configure_tracing(settings.service_name)
     transports = transports or {}
+    skip_sniffio_lookups()
     unknown = set(settings.routes.values()) - set(settings.upstreams)
     if unknown:
         raise ValueError(f"routes name upstreams that are not configured: {sorted(unknown)}")
