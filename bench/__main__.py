@@ -7,7 +7,7 @@
                                         # before is kept as .local/bench/previous.json)
     python -m bench --compare OLD.json  # then print every ratio's change against OLD
     python -m bench --sections fold     # only some: appends,relay,fold,rebuild,notifier,
-                                        #   instrumentation
+                                        #   instrumentation,gateway
     python -m bench --profile prof/     # cProfile the timed subjects (figures then slower)
 
 Needs PORTAL_DATABASE_URL and PORTAL_KAFKA_BOOTSTRAP (`make bench` sets them).
@@ -43,10 +43,10 @@ from servicekit.logging import configure_logging
 from servicekit.testing import unique
 from servicekit.tracing import configure_tracing
 
-from bench import appends, fold, instrumentation, rebuild, relay
+from bench import appends, fold, gateway, instrumentation, rebuild, relay
 from bench.common import Row, compare, enable_profiling, profiling, say
 
-SECTIONS = ("appends", "relay", "fold", "rebuild", "notifier", "instrumentation")
+SECTIONS = ("appends", "relay", "fold", "rebuild", "notifier", "instrumentation", "gateway")
 NOTIFIER_MODULE = "bench.notifier_email"
 DEFAULT_JSON = Path(".local/bench/last.json")
 
@@ -259,6 +259,7 @@ async def main(args: argparse.Namespace) -> int:
         ("fold", lambda: fold.run(dsn, bootstrap, args.events)),
         ("rebuild", lambda: rebuild.run(dsn, bootstrap, args.rebuild_events)),
         ("instrumentation", lambda: instrumentation.run(bootstrap, dsn)),
+        ("gateway", lambda: gateway.run(bootstrap, dsn)),
     ]  # fmt: skip
     if "notifier" in args.sections:
         try:
