@@ -219,7 +219,9 @@ async def test_gw1_every_customer_route_refuses_another_customers_objects(
         assert as_ben.get(claim_photo).content == PNG
         attachment = f"/messages/{bens['message_id']}/attachments/{bens['message_attachment_id']}"
         assert as_ben.get(attachment).content == PDF
-        # Ben's session still works after Anna's DELETE /identity/sessions/{his}
+        # Ben's session survived Anna's DELETE /identity/sessions/{his}
+        sessions = answer(as_ben.get("/identity/sessions"))["sessions"]
+        assert bens["session_id"] in [s["session_id"] for s in sessions]
         assert answer(as_ben.get("/identity/me"))["customer_id"] == ben.customer_id
         assert answer(as_ben.get(f"/contracts/{bens['policy_id']}"))
 
