@@ -183,6 +183,14 @@ async def test_gw1_every_customer_route_refuses_another_customers_objects(
     with platform.gateway() as portal:
         document = answer(portal.get("/openapi.json"))
     components = document.get("components", {}).get("schemas", {})
+    # operators log in at the console; internal routes are for systems: neither is a
+    # customer route, neither is described nor reachable through the gateway
+    hidden = [p for p in document["paths"] if p.startswith(("/internal", "/identity/operators"))]
+    assert hidden == []
+    with platform.gateway() as portal:
+        operator_login = {"username": "op", "password": "x" * 12, "otp": "123456"}
+        for path in ("/identity/operators/login", "/internal/identity/mtans"):
+            assert portal.post(path, json=operator_login).status_code == 404
 
     walked: list[str] = []
     with platform.gateway(anna.token) as as_anna, platform.gateway(ben.token) as as_ben:
