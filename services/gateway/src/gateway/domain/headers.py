@@ -2,21 +2,18 @@
 
 - Hop-by-hop headers (RFC 9110 section 7.6.1: Connection, the ones it names, Keep-Alive,
   Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) end at the gateway in both directions.
-- `X-Forwarded-For` names the client as the gateway saw it: the TCP peer, or - when the
-  peer is a trusted proxy - the last address in its `X-Forwarded-For` that is not one of
-  the trusted proxies. Whatever else a client writes there is not believed.
-  `X-Forwarded-Proto`/`-Host` say how the client called; `Forwarded` and `X-Real-IP` from
-  clients are dropped.
+- `X-Forwarded-For` names the client as `servicekit.http.client_address` reads it (the
+  gateway and identity share it); `X-Forwarded-Proto`/`-Host` say how the client called;
+  `Forwarded` and `X-Real-IP` from clients are dropped.
 - `X-Request-ID` is kept when it is a plausible id (printable token, at most 128
   characters), else replaced with a fresh one; the same id goes upstream and back.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 HOP_BY_HOP = frozenset(
     {
@@ -56,34 +53,6 @@ def end_to_end(headers: Headers) -> list[tuple[str, str]]:
     """`headers` without the hop-by-hop ones."""
     drop = HOP_BY_HOP | _connection_named(headers)
     return [(name, value) for name, value in headers if name.lower() not in drop]
-
-
-def _trusted(address: str, proxies: Iterable[str]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    for proxy in proxies:
-        try:
-            if ip in ipaddress.ip_network(proxy, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def client_address(
-    peer: str, forwarded_for: str | None, trusted_proxies: Sequence[str]
-) -> tuple[str, list[str]]:
-    """(the client's address, the X-Forwarded-For chain to send upstream)."""
-    if not trusted_proxies or not _trusted(peer, trusted_proxies):
-        return peer, [peer]
-    chain = [a.strip() for a in (forwarded_for or "").split(",") if a.strip()]
-    chain.append(peer)
-    for address in reversed(chain):
-        if not _trusted(address, trusted_proxies):
-            return address, chain
-    return chain[0], chain
 
 
 def upstream_request_headers(

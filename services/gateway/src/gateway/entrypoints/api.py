@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from servicekit.auth import Unauthenticated
-from servicekit.http import PROBLEM_JSON, Problem, problem_response
+from servicekit.http import PROBLEM_JSON, Problem, client_address, problem_response
 from servicekit.logging import get_logger
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -233,7 +233,7 @@ async def proxy(request: Request) -> Response:
     settings = gateway.settings
     scope = request.scope
     peer = request.client.host if request.client else "unknown"
-    address, chain = h.client_address(
+    address, chain = client_address(
         peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies
     )
     raw_path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
