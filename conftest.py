@@ -1,5 +1,5 @@
 """Kafka and PostgreSQL for the tests marked integration or e2e (README: "Where the tests
-get Kafka and PostgreSQL").
+get Kafka and PostgreSQL"); Redis for the tests that ask for `redis_url`.
 
 The platform is a session fixture that only those tests request, first of all their
 fixtures, so that the fixtures reading PORTAL_* see it; a run of unit tests starts nothing.
@@ -8,6 +8,8 @@ fixtures, so that the fixtures reading PORTAL_* see it; a run of unit tests star
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,36 @@ def portal_platform(request: pytest.FixtureRequest) -> Iterator[PlatformEndpoint
             env.setenv(name, value)
         request.config.stash[ORIGIN] = endpoints.origin
         yield endpoints
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """Redis for the gateway's rate limits: PORTAL_REDIS_URL, else the launcher starts Redis
+    alone - and stops it again if it did. Set in os.environ for spawned services."""
+    given = os.environ.get("PORTAL_REDIS_URL")
+    if given:
+        yield given
+        return
+    started = "redis: starting" in _launcher("start-redis").stderr
+    exports = dict(
+        words[1].split("=", 1)
+        for line in _launcher("env").stdout.splitlines()
+        if len(words := shlex.split(line)) == 2 and words[0] == "export"
+    )
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("PORTAL_REDIS_URL", exports["PORTAL_REDIS_URL"])
+            yield exports["PORTAL_REDIS_URL"]
+    finally:
+        if started:
+            _launcher("stop-redis")
+
+
+def _launcher(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - the repository's own launcher
+        [str(REPO / "deploy/local/platform"), command],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

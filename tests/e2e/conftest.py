@@ -16,12 +16,12 @@ from servicekit.testing import required_env, unique
 
 
 @pytest.fixture(scope="session")
-def platform() -> Iterator[Platform]:
+def platform(redis_url: str) -> Iterator[Platform]:
     """What customers use: identity, contracts, loyalty, notifier (with its stand-ins),
-    claims, documents and the gateway; tokens only from identity."""
+    claims, documents and the gateway (its rate limits in `redis_url`); tokens only from
+    identity."""
     required_env("PORTAL_DATABASE_URL")
     required_env("PORTAL_KAFKA_BOOTSTRAP")
-    required_env("PORTAL_REDIS_URL")
     with running_platform(FULL, prefix=unique("e2e") + ".") as running:
         yield running
 
