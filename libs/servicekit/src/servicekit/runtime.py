@@ -80,6 +80,12 @@ class Runtime:
     def stream(self, transactions: Transactions[U]) -> EventStream[U]:
         return EventStream(self.settings, transactions)
 
+    def event_loops(self, stream: EventStream[Any], *, relay: bool = True) -> list[Loop]:
+        """A service's event side: the outbox relay (unless the service publishes no events
+        of its own), the stream's subscribers and their consumer lag."""
+        loops = [self.stream_loop(stream), self.lag_loop(stream)]
+        return [self.outbox_loop(stream), *loops] if relay else loops
+
     def stream_loop(self, stream: EventStream[Any]) -> Loop:
         """The broker's subscribers run from start until `stop`; the broker closes only
         after the stream's outbox relay stopped, so no publish waits on a closed producer."""

@@ -39,9 +39,7 @@ class Service:
 
     def loops(self) -> list[Loop]:
         return [
-            self.runtime.outbox_loop(self.stream),
-            self.runtime.stream_loop(self.stream),
-            self.runtime.lag_loop(self.stream),
+            *self.runtime.event_loops(self.stream),
         ]
 
     async def close(self) -> None:

@@ -38,9 +38,7 @@ class Service:
 
     def loops(self) -> list[Loop]:
         return [
-            self.runtime.stream_loop(self.stream),
-            self.runtime.outbox_loop(self.stream),
-            self.runtime.lag_loop(self.stream),
+            *self.runtime.event_loops(self.stream),
             *self.background,
         ]
 

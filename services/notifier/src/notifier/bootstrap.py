@@ -52,8 +52,7 @@ class Service:
         """The stream's subscribers, their consumer lag and the workers. No outbox relay:
         the notifier publishes no events (its consumer's dead letters go through the stream)."""
         return [
-            self.runtime.stream_loop(self.stream),
-            self.runtime.lag_loop(self.stream),
+            *self.runtime.event_loops(self.stream, relay=False),
             *self.workers,
         ]
 
