@@ -6,8 +6,8 @@
                                         # (default .local/bench/last.json; the one
                                         # before is kept as .local/bench/previous.json)
     python -m bench --compare OLD.json  # then print every ratio's change against OLD
-    python -m bench --sections fold     # only some: appends,relay,fold,rebuild,notifier,
-                                        #   instrumentation,gateway
+    python -m bench --sections fold     # only some: appends,relay,fold,consumer,rebuild,
+                                        #   notifier,instrumentation,gateway
     python -m bench --profile prof/     # cProfile the timed subjects (figures then slower)
 
 Needs PORTAL_DATABASE_URL and PORTAL_KAFKA_BOOTSTRAP (`make bench` sets them).
@@ -43,10 +43,12 @@ from servicekit.logging import configure_logging
 from servicekit.testing import unique
 from servicekit.tracing import configure_tracing
 
-from bench import appends, fold, gateway, instrumentation, rebuild, relay
+from bench import appends, consumer, fold, gateway, instrumentation, rebuild, relay
 from bench.common import Row, compare, enable_profiling, profiling, say
 
-SECTIONS = ("appends", "relay", "fold", "rebuild", "notifier", "instrumentation", "gateway")
+SECTIONS = (
+    "appends", "relay", "fold", "consumer", "rebuild", "notifier", "instrumentation", "gateway",
+)  # fmt: skip
 NOTIFIER_MODULE = "bench.notifier_email"
 DEFAULT_JSON = Path(".local/bench/last.json")
 
@@ -257,6 +259,7 @@ async def main(args: argparse.Namespace) -> int:
                                         args.batch)),
         ("relay", lambda: relay.run(dsn, bootstrap, args.events)),
         ("fold", lambda: fold.run(dsn, bootstrap, args.events)),
+        ("consumer", lambda: consumer.run(dsn, bootstrap, args.events)),
         ("rebuild", lambda: rebuild.run(dsn, bootstrap, args.rebuild_events)),
         ("instrumentation", lambda: instrumentation.run(bootstrap, dsn)),
         ("gateway", lambda: gateway.run(bootstrap, dsn)),
