@@ -44,7 +44,9 @@ class Service:
 
 
 def handlers(settings: ClaimsSettings, clock: Clock) -> ClaimsHandlers:
-    schedule = Schedule(WorkingDays(settings.holiday_state), settings.levels())
+    schedule = Schedule(
+        WorkingDays(settings.holiday_state), settings.levels(), settings.overdue_extension_days
+    )
     return ClaimsHandlers(clock, schedule, UploadPolicy(max_bytes=settings.max_upload_bytes))
 
 

@@ -48,6 +48,20 @@ class MoveClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class FindOverdueClaims:
+    """CL-3: which claims' expected dates passed before they were decided."""
+
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SlipOverdueClaim:
+    """CL-3: move an overdue claim's date and tell the customer (once per slip)."""
+
+    claim_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ShowClaim:
     customer_id: str
     claim_id: str

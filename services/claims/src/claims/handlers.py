@@ -35,7 +35,7 @@ from servicekit.uploads import Blob, RejectedUpload, UploadPolicy, validate_uplo
 
 from claims import commands as c
 from claims.domain.errors import ClaimsError, Reason
-from claims.domain.lifecycle import Change, Schedule, Step, advance, start
+from claims.domain.lifecycle import RUNNING, Change, Schedule, Step, advance, slip, start
 from claims.domain.model import (
     CLAIMABLE_LINES,
     PROPERTY_CASUALTY_LINES,
@@ -234,6 +234,37 @@ class ClaimsHandlers:
     async def _advance(self, claim: Claim, step: Step, uow: ClaimsUnitOfWork) -> Change:
         now, today = self._today()
         change = advance(claim, step, self.schedule, today, now)
+        await self._announce(claim, change, now, uow)
+        return change
+
+    # --- CL-3: overdue claims -------------------------------------------------------------
+
+    async def overdue_claims(self, query: c.FindOverdueClaims, uow: ClaimsUnitOfWork) -> list[str]:
+        """CL-3: claims whose expected date passed (the service clock's Berlin date) while
+        the service level runs; each is slipped in a transaction of its own."""
+        _, today = self._today()
+        return await uow.claims.due_before(today, RUNNING, query.limit)
+
+    async def slip_if_overdue(
+        self, command: c.SlipOverdueClaim, uow: ClaimsUnitOfWork
+    ) -> Change | None:
+        """CL-3: an overdue claim's date moves later, announced as a ClaimStatusChanged with
+        the status unchanged and the date announced before (the notifier's slip notice).
+        Read locked and decided on what is stored: a claim another run (another instance)
+        slipped meanwhile is not overdue any more, and the stream version refuses a
+        second append at the same version (the transaction then decides again)."""
+        claim = await uow.claims.get(command.claim_id)
+        if claim is None:
+            return None
+        now, today = self._today()
+        change = slip(claim, self.schedule, today, now)
+        if change is not None:
+            await self._announce(claim, change, now, uow)
+        return change
+
+    async def _announce(
+        self, claim: Claim, change: Change, now: datetime, uow: ClaimsUnitOfWork
+    ) -> None:
         event = ClaimStatusChanged(
             **_envelope(claim, claim.version + 1, now), claim_number=claim.claim_number,
             customer_id=claim.customer_id, old_status=change.old_status,
@@ -246,7 +277,6 @@ class ClaimsHandlers:
         await uow.events.append(claim.stream_id, claim.version, [event])
         claim.version += 1
         await uow.claims.save(claim)
-        return change
 
     # --- the customer's claims -------------------------------------------------------------
 

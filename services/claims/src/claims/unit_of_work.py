@@ -4,6 +4,7 @@ adapters/memory.py implement them with the same semantics."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Protocol
 
 from contracts_schemas.claims import ClaimStatus
@@ -31,6 +32,13 @@ class Claims(Protocol):
 
     async def of_customer(self, customer_id: str) -> list[Claim]:
         """Newest first."""
+        ...
+
+    async def due_before(
+        self, day: date, statuses: frozenset[ClaimStatus], limit: int
+    ) -> list[str]:
+        """Ids of tracked claims in `statuses` whose expected completion date is before
+        `day`, earliest date first, at most `limit`; not locked (read again with `get`)."""
         ...
 
     async def add(self, claim: Claim) -> None: ...

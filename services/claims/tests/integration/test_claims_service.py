@@ -1,6 +1,7 @@
 """Claims on the real PostgreSQL and Kafka, driven through its HTTP app (ASGI) and the
 topics: the claim journey of issue 10 (CL-1, CL-3, CL-4), untracked benefit cases (CL-3),
-uploads refused with nothing half-stored, and what another customer cannot reach."""
+overdue claims slipped once by two instances at once (CL-3), uploads refused with nothing
+half-stored, and what another customer cannot reach."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from claims.bootstrap import Service, build
 from claims.config import ClaimsSettings
 from claims.entrypoints.api import create_app
 from claims.entrypoints.metrics import refresh_claims_by_status
+from claims.entrypoints.scheduler import slip_overdue_claims
 from claims.entrypoints.stream import subscribe
 from claims_world import EXE, PDF, PNG, policy_issued
 from contracts_schemas import topics
@@ -410,3 +412,63 @@ async def test_ops2_claims_by_status_are_counted_in_postgresql() -> None:
             for status in ClaimStatus
         }
         assert figures == dict.fromkeys(ClaimStatus, 0.0) | {S.REPORTED: 2.0, S.IN_REVIEW: 1.0}
+
+
+async def test_cl3_overdue_claims_slip_once_when_two_instances_run_the_job_at_once() -> None:
+    """CL-3: the slip job on two claims instances at the same moment (each its own pool,
+    the same schema): every overdue claim is slipped and announced exactly once - one
+    ClaimStatusChanged with the status unchanged and the date announced before, in the
+    event store and on Kafka; the claims that are not overdue are left alone."""
+    async with claims_service() as running:
+        customer = unique("C")
+        policy = policy_issued(unique("P"), (customer,))
+        await with_policies(running, policy)
+        overdue, later = 12, 2
+        claim_ids = []
+        for n in range(overdue + later):
+            if n == overdue:
+                running.clock.set(START + timedelta(days=7))  # not overdue by the slip day
+            created = await running.http.post(
+                "/claims", data={**report_form(policy.policy_id), "description": f"Nr. {n}"},
+                headers=running.bearer(customer),
+            )  # fmt: skip
+            assert created.status_code == 201, created.text
+            claim_ids.append(created.json()["claim_id"])
+        running.clock.set(START + timedelta(days=15))  # Wednesday 2026-03-18
+        settings = running.service.settings
+        other = await build(
+            settings.model_copy(update={"instance_id": settings.instance_id + "-2"}),
+            running.clock,
+        )
+        try:
+            counts = await asyncio.gather(
+                slip_overdue_claims(running.service.transactions, running.service.handlers),
+                slip_overdue_claims(other.transactions, other.handlers),
+            )
+        finally:
+            await other.close()
+
+        assert sum(counts) == overdue
+        slipped = await running.count(
+            "SELECT count(DISTINCT stream_id) FROM events"
+            " WHERE event_type = $1 AND stream_id = ANY($2)",
+            ClaimStatusChanged.type_name(), [f"claim-{i}" for i in claim_ids[:overdue]],
+        )  # fmt: skip
+        assert slipped == overdue
+        assert await running.count(
+            "SELECT count(*) FROM events WHERE event_type = $1", ClaimStatusChanged.type_name()
+        ) == overdue  # fmt: skip
+        records = await read_topic(
+            required_env("PORTAL_KAFKA_BOOTSTRAP"), running.prefix + topics.CLAIMS_CLAIM,
+            at_least=len(claim_ids) + overdue,
+        )  # fmt: skip
+        notices = [
+            e for e in (decode(from_kafka(r.headers, r.value)) for r in records)
+            if isinstance(e, ClaimStatusChanged)
+        ]  # fmt: skip
+        assert sorted(e.claim_id for e in notices) == sorted(claim_ids[:overdue])
+        assert {(e.old_status, e.new_status) for e in notices} == {(S.REPORTED, S.REPORTED)}
+        assert {e.previous_expected_completion_date for e in notices} == {date(2026, 3, 17)}
+        assert {e.expected_completion_date for e in notices} == {date(2026, 3, 25)}
+        shown = await running.http.get(f"/claims/{claim_ids[0]}", headers=running.bearer(customer))
+        assert shown.json()["expected_completion_date"] == "2026-03-25"

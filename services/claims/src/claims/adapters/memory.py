@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from datetime import date
 from typing import TypeVar
 
 from contracts_schemas.claims import ClaimStatus
@@ -49,6 +50,17 @@ class MemoryClaims:
     async def of_customer(self, customer_id: str) -> list[Claim]:
         own = [c for c in self.rows.values() if c.customer_id == customer_id]
         return _copy(sorted(own, key=lambda c: (c.reported_at, c.claim_number), reverse=True))
+
+    async def due_before(
+        self, day: date, statuses: frozenset[ClaimStatus], limit: int
+    ) -> list[str]:
+        due = [
+            c for c in self.rows.values()
+            if c.trackable and c.status in statuses
+            and c.expected_completion_date is not None and c.expected_completion_date < day
+        ]  # fmt: skip
+        due.sort(key=lambda c: (c.expected_completion_date or day, c.claim_id))
+        return [c.claim_id for c in due[:limit]]
 
     async def add(self, claim: Claim) -> None:
         if claim.claim_id in self.rows or any(

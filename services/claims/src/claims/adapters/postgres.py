@@ -36,11 +36,12 @@ _POLICY_COLUMNS = (
 _CLAIM_COLUMNS = (
     "claim_id, claim_number, customer_id, policy_id, policy_number, claim_type, product_line,"
     " carrier, incident_date, place, description, reported_at, not_tracked, status,"
-    " clock_start, paused_working_days, waiting_since, expected_completion_date,"
+    " clock_start, paused_working_days, waiting_since, extended_working_days,"
+    " expected_completion_date,"
     " missing_documents, settled_amount_cents, reason, channel, channel_chosen_for_claim,"
     " attachments, history, version"
 )
-_CLAIM_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, 27))
+_CLAIM_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, 28))
 
 
 class PostgresPolicies:
@@ -139,6 +140,7 @@ def _claim(row: asyncpg.Record | None) -> Claim | None:
         not_tracked=NotTracked(row["not_tracked"]) if row["not_tracked"] else None,
         status=ClaimStatus(row["status"]), clock_start=row["clock_start"],
         paused_working_days=row["paused_working_days"], waiting_since=row["waiting_since"],
+        extended_working_days=row["extended_working_days"],
         expected_completion_date=row["expected_completion_date"],
         missing_documents=tuple(row["missing_documents"]),
         settled_amount_cents=row["settled_amount_cents"], reason=row["reason"],
@@ -156,8 +158,8 @@ def _claim_values(c: Claim) -> list[Any]:
         c.claim_type.value, c.product_line.value, c.carrier.value, c.incident_date, c.place,
         c.description, c.reported_at, c.not_tracked.value if c.not_tracked else None,
         c.status.value, c.clock_start, c.paused_working_days, c.waiting_since,
-        c.expected_completion_date, list(c.missing_documents), c.settled_amount_cents,
-        c.reason, c.channel.value, c.channel_chosen_for_claim,
+        c.extended_working_days, c.expected_completion_date, list(c.missing_documents),
+        c.settled_amount_cents, c.reason, c.channel.value, c.channel_chosen_for_claim,
         json.dumps([_attachment_json(a) for a in c.attachments]),
         json.dumps([_history_json(h) for h in c.history]), c.version,
     ]  # fmt: skip
@@ -185,6 +187,17 @@ class PostgresClaims:
             customer_id,
         )
         return [c for c in map(_claim, rows) if c is not None]
+
+    async def due_before(
+        self, day: date, statuses: frozenset[ClaimStatus], limit: int
+    ) -> list[str]:
+        rows = await self._conn.fetch(
+            "SELECT claim_id FROM claims WHERE not_tracked IS NULL AND status = ANY($1)"
+            " AND expected_completion_date < $2"
+            " ORDER BY expected_completion_date, claim_id LIMIT $3",
+            sorted(s.value for s in statuses), day, limit,
+        )  # fmt: skip
+        return [row["claim_id"] for row in rows]
 
     async def add(self, claim: Claim) -> None:
         try:

@@ -47,6 +47,10 @@ STATUS_LABELS: Mapping[ClaimStatus, str] = {
     S.CLOSED: "Abgeschlossen",
 }
 
+# The statuses in which the service level runs: not decided, not waiting for the customer.
+RUNNING = frozenset({S.REPORTED, S.IN_REVIEW, S.ASSESSMENT})
+DEFAULT_OVERDUE_EXTENSION = 5  # working days: one working week
+
 DEFAULT_SERVICE_LEVELS: Mapping[ClaimType, int] = {
     ClaimType.LIABILITY: 20,
     ClaimType.MOTOR: 15,
@@ -110,6 +114,9 @@ class Schedule:
 
     calendar: WorkingDays
     levels: Mapping[ClaimType, int] = field(default_factory=lambda: dict(DEFAULT_SERVICE_LEVELS))
+    # CL-3: how far an overdue claim's date moves: to this many working days after the
+    # day it was found overdue.
+    overdue_extension: int = DEFAULT_OVERDUE_EXTENSION
 
     def expected(self, claim: Claim, today: date) -> date | None:
         """The expected completion date as of `today`: none once decided or untracked;
@@ -120,7 +127,8 @@ class Schedule:
         paused = claim.paused_working_days
         if claim.waiting_since is not None:
             paused += self.calendar.between(claim.waiting_since, today)
-        return self.calendar.add(claim.clock_start, self.levels[claim.claim_type] + paused)
+        days = self.levels[claim.claim_type] + claim.extended_working_days + paused
+        return self.calendar.add(claim.clock_start, days)
 
 
 def start(claim: Claim, schedule: Schedule, today: date) -> None:
@@ -149,6 +157,7 @@ def advance(claim: Claim, step: Step, schedule: Schedule, today: date, now: date
     if step.transition is T.REOPEN:
         # A reopened claim gets a full service level again, from the day it was reopened.
         claim.clock_start, claim.paused_working_days = today, 0
+        claim.extended_working_days = 0
         claim.settled_amount_cents = None
     if target is S.DOCUMENTS_REQUESTED:
         claim.waiting_since = today
@@ -160,6 +169,31 @@ def advance(claim: Claim, step: Step, schedule: Schedule, today: date, now: date
     claim.reason = step.reason
     claim.status = target
     return _recompute(claim, old, schedule, today, now, step.reason)
+
+
+def overdue(claim: Claim, today: date) -> bool:
+    """CL-3: the announced date has passed while the service level runs - the claim is
+    neither decided nor waiting for the customer (a wait is counted when it ends)."""
+    return (
+        claim.trackable
+        and claim.status in RUNNING
+        and claim.expected_completion_date is not None
+        and claim.expected_completion_date < today
+    )
+
+
+def slip(claim: Claim, schedule: Schedule, today: date, now: datetime) -> Change | None:
+    """CL-3: an overdue claim's date moves to `schedule.overdue_extension` working days
+    after `today`, announced like a status change with the status unchanged; `None` when
+    the claim is not overdue (any more: another run already moved it)."""
+    if not overdue(claim, today):
+        return None
+    current = schedule.expected(claim, today)
+    if current is None:
+        return None
+    target = schedule.calendar.add(today, schedule.overdue_extension)
+    claim.extended_working_days += schedule.calendar.between(current, target)
+    return _recompute(claim, claim.status, schedule, today, now, "")
 
 
 def _recompute(

@@ -163,6 +163,9 @@ class Claim:
     clock_start: date | None = None
     paused_working_days: int = 0
     waiting_since: date | None = None
+    # CL-3: working days added each time the date passed before the claim was decided
+    # (an overdue slip); a reopened claim starts without.
+    extended_working_days: int = 0
     expected_completion_date: date | None = None
     missing_documents: tuple[str, ...] = ()
     settled_amount_cents: int | None = None

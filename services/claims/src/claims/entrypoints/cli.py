@@ -1,5 +1,5 @@
-"""claims serve    API, outbox relay, the policy consumer, the claims-handling consumer and
-the claims-by-status gauge"""
+"""claims serve    API, outbox relay, the policy consumer, the claims-handling consumer, the
+claims-by-status gauge and the overdue slip job (CL-3)"""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from claims.bootstrap import build
 from claims.config import ClaimsSettings
 from claims.entrypoints.api import create_app
 from claims.entrypoints.metrics import claims_by_status
+from claims.entrypoints.scheduler import overdue_slips
 from claims.entrypoints.stream import subscribe
 
 
 async def _serve() -> None:
     service = await build(ClaimsSettings())
     subscribe(service.stream, service.handlers)
-    service.background.append(claims_by_status(service))
+    service.background.extend([claims_by_status(service), overdue_slips(service)])
     await serve_service(service, create_app)
 
 
