@@ -1,19 +1,24 @@
 """Kafka clients with the settings this platform relies on.
 
 The defaults of the client libraries are not ours: the producer here is idempotent with
-acks=all, and topics are created with the platform's partition count. Live consumers are
-FastStream subscribers (`servicekit.stream`), which set earliest + commit-after-effect.
+acks=all, and topics are created with the platform's partition count and the cluster's
+default replication factor - or, where the topics belong to an operator (production:
+Strimzi's KafkaTopic resources), only checked (`PORTAL_KAFKA_CREATE_TOPICS=false`). Live
+consumers are FastStream subscribers (`servicekit.stream`), which set earliest +
+commit-after-effect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 Headers = list[tuple[str, bytes]]
@@ -102,22 +107,81 @@ async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicP
     ]
 
 
+CREATE_TOPICS_VARIABLE = "PORTAL_KAFKA_CREATE_TOPICS"
+_FALSE = frozenset({"0", "false", "no", "off"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+class MissingTopicsError(RuntimeError):
+    """Topics the service needs do not exist, and creating them is not its job."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        self.missing = tuple(missing)
+        super().__init__(
+            f"Kafka topics missing: {', '.join(self.missing)}. {CREATE_TOPICS_VARIABLE} is "
+            "false, so this service does not create them: the cluster's topic operator must "
+            "(deploy/kubernetes: a KafkaTopic per topic)"
+        )
+
+
+def topic_creation_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """`PORTAL_KAFKA_CREATE_TOPICS`: true (the default: local, dev, tests) lets a service
+    create the topics it lacks; false (the Helm chart) only checks that they exist."""
+    raw = (os.environ if env is None else env).get(CREATE_TOPICS_VARIABLE, "true")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{CREATE_TOPICS_VARIABLE}={raw!r}: true or false expected")
+
+
 async def ensure_topics(
-    bootstrap: str, topics: Sequence[str], partitions: int = 3, replication: int = 1
+    bootstrap: str,
+    topics: Sequence[str],
+    partitions: int = 3,
+    replication: int | None = None,
+    *,
+    create: bool | None = None,
 ) -> None:
-    """Create topics that do not exist yet (idempotent)."""
+    """Make sure the topics exist (idempotent).
+
+    Missing ones are created when `create` (default: `topic_creation_allowed()`), with
+    `replication` replicas or, when None, the cluster's `default.replication.factor` (1 on
+    a dev broker, 3 on the replicated cluster). Otherwise a missing topic raises
+    `MissingTopicsError` naming every one of them.
+    """
+    allowed = topic_creation_allowed() if create is None else create
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in dict.fromkeys(topics) if t not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [
-                        NewTopic(t, num_partitions=partitions, replication_factor=replication)
-                        for t in missing
-                    ]
-                )
+        if not missing:
+            return
+        if not allowed:
+            raise MissingTopicsError(missing)
+        factor = replication if replication is not None else await _default_replication(admin)
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(
+                [NewTopic(t, num_partitions=partitions, replication_factor=factor) for t in missing]
+            )
     finally:
         await admin.close()
+
+
+async def _default_replication(admin: AIOKafkaAdminClient) -> int:
+    """The cluster's `default.replication.factor`, as one of its brokers reports it.
+
+    aiokafka speaks CreateTopics up to v3, which cannot ask for the broker default (-1)."""
+    metadata = await admin._client.fetch_all_metadata()
+    broker = min(b.nodeId for b in metadata.brokers())
+    resource = ConfigResource(
+        ConfigResourceType.BROKER, str(broker), {"default.replication.factor": None}
+    )
+    responses = await admin.describe_configs([resource])
+    for response in responses:
+        for entry in response.to_object()["resources"][0]["config_entries"]:
+            if entry["config_names"] == "default.replication.factor":
+                return int(entry["config_value"])
+    raise RuntimeError(f"broker {broker} did not report default.replication.factor")
