@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -249,6 +250,9 @@ async def documents_service(prefix: str, port: int) -> AsyncIterator[httpx.Async
             "notifier": [Operation.PRINTS],
         },
         jwks=json.dumps(generate_signing_key("notifier-it")[1]),
+        # documents has no default master key (DOC-3): a fresh one per run
+        master_keys={"it-1": base64.urlsafe_b64encode(os.urandom(32)).decode()},
+        master_key_id="it-1",
         log_level="WARNING",
     )
     service = await build_documents(settings)
