@@ -34,6 +34,11 @@ KEY_1 = bytes(range(32))
 KEY_2 = bytes(range(32, 64))
 
 
+def key_text(key: bytes) -> str:
+    """A master key as PORTAL_MASTER_KEYS holds it: URL-safe base64."""
+    return base64.urlsafe_b64encode(key).decode()
+
+
 def vault(current: str = "k1", **keys: bytes) -> AesGcmVault:
     return AesGcmVault(keys or {"k1": KEY_1}, current)
 

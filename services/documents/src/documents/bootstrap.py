@@ -16,7 +16,7 @@ from servicekit.unit_of_work import Transactions
 from servicekit.uploads import UploadPolicy
 
 from documents.adapters.postgres import PostgresDocumentsUnitOfWork
-from documents.adapters.vault import AesGcmVault, decode_key
+from documents.adapters.vault import AesGcmVault
 from documents.config import DocumentsSettings
 from documents.handlers import Documents, DocumentsConfig
 
@@ -43,8 +43,7 @@ class Service:
 
 
 def vault(settings: DocumentsSettings) -> AesGcmVault:
-    keys = {k: decode_key(v.get_secret_value()) for k, v in settings.master_keys.items()}
-    return AesGcmVault(keys, settings.master_key_id)
+    return AesGcmVault(settings.master_key_bytes(), settings.current_master_key_id())
 
 
 def handlers(settings: DocumentsSettings, clock: Clock) -> Documents:

@@ -11,7 +11,16 @@ from documents.adapters.memory import InMemoryDocumentsUnitOfWork
 from documents.config import DocumentsSettings
 from documents.entrypoints.stream import IDENTITY_GROUP, UPSTREAM_GROUP, subscribe
 from documents.handlers import Documents
-from documents_world import EXE, NOW, account_cancelled, email_verified, upstream_document, vault
+from documents_world import (
+    EXE,
+    KEY_1,
+    NOW,
+    account_cancelled,
+    email_verified,
+    key_text,
+    upstream_document,
+    vault,
+)
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from servicekit.clock import FixedClock
 from servicekit.memory import memory_transactions
@@ -20,7 +29,8 @@ from servicekit.stream import EventStream
 
 def documents_stream() -> tuple[KafkaBroker, InMemoryDocumentsUnitOfWork]:
     uow = InMemoryDocumentsUnitOfWork()
-    stream = EventStream(DocumentsSettings(), memory_transactions(uow))
+    settings = DocumentsSettings(master_keys={"k1": key_text(KEY_1)}, master_key_id="k1")
+    stream = EventStream(settings, memory_transactions(uow))
     return subscribe(stream, Documents(FixedClock(NOW), vault())), uow
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
+from pydantic import ValidationError
 from servicekit.runtime import serve_service
 
 from documents import commands as c
@@ -16,8 +18,18 @@ from documents.entrypoints.api import create_app
 from documents.entrypoints.stream import subscribe
 
 
+def _settings() -> DocumentsSettings:
+    """The settings, or a clear message and exit 2 (no master key falls back to a default)."""
+    try:
+        return DocumentsSettings()
+    except ValidationError as error:
+        for problem in error.errors():
+            print(f"documents: configuration error: {problem['msg']}", file=sys.stderr)
+        sys.exit(2)
+
+
 async def _serve() -> None:
-    service = await build(DocumentsSettings())
+    service = await build(_settings())
     subscribe(service.stream, service.documents)
     await serve_service(service, create_app)
 
@@ -47,6 +59,6 @@ def main() -> None:
         case "serve":
             asyncio.run(_serve())
         case "rotate-master-key":
-            settings = DocumentsSettings()
+            settings = _settings()
             total = asyncio.run(rotate_master_key(settings, args.batch))
             print(f"{total} data keys now wrapped by master key {settings.master_key_id}")
