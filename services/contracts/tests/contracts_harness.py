@@ -6,13 +6,12 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from contracts.bootstrap import Service, build
 from contracts.config import ContractsSettings
@@ -30,7 +29,7 @@ from servicekit.auth import (
 from servicekit.clock import FixedClock
 from servicekit.db import drop_schema
 from servicekit.kafka import reliable_producer
-from servicekit.testing import publish, required_env, unique
+from servicekit.testing import publish, required_env, served, unique, until
 
 PRIVATE, JWKS = generate_signing_key("contracts-test")
 SECRETS = {"policy-admin": "pa-secret", "collections": "co-secret", "operators": "op-secret"}
@@ -60,30 +59,12 @@ class Running:
     def system(self, name: str, secret: str | None = None) -> dict[str, str]:
         return {"Authorization": basic_authorization(name, secret or SECRETS[name])}
 
-    @asynccontextmanager
-    async def served(self) -> AsyncIterator[str]:
+    def served(self) -> AbstractAsyncContextManager[str]:
         """The same service's API over real HTTP on a free port; yields its base URL."""
-        config = uvicorn.Config(
-            create_app(self.service), host="127.0.0.1", port=0, log_config=None,
-            access_log=False,
-        )  # fmt: skip
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        try:
-            await self.until(lambda: _started(server))
-            port = server.servers[0].sockets[0].getsockname()[1]
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await task
+        return served(create_app(self.service))
 
     async def until(self, check: Any, within: float = 30.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + within
-        while not (result := await check()):
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"not reached within {within}s: {result!r}")
-            await asyncio.sleep(0.1)
-        return result
+        return await until(check, within)
 
 
 @asynccontextmanager
@@ -157,7 +138,3 @@ def activated(customer: str) -> identity.AccountActivated:
         customer_ids=(customer,),
         customer_id=customer,
     )
-
-
-async def _started(server: uvicorn.Server) -> bool:
-    return server.started

@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-import uvicorn
 from contracts.bootstrap import Service as ContractsService
 from contracts.bootstrap import build as build_contracts
 from contracts.config import ContractsSettings
@@ -35,7 +34,8 @@ from identity.entrypoints.stream import subscribe as subscribe_identity
 from identity_world import PASSWORD
 from servicekit.auth import ServiceCredentials, basic_authorization
 from servicekit.db import drop_schema
-from servicekit.testing import read_topic, required_env, unique
+from servicekit.testing import read_topic, required_env, served, unique
+from servicekit.testing import until as wait_until
 
 POLICY_ADMIN_SECRET = "pa-glue-secret"
 CONTRACTS_SECRET = "contracts-glue-secret"
@@ -70,30 +70,7 @@ class Glue:
 
 
 async def until(check: Any, within: float = 45.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while not (result := await check()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {within}s: {result!r}")
-        await asyncio.sleep(0.2)
-    return result
-
-
-@asynccontextmanager
-async def _served(app: Any) -> AsyncIterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return server.started
-
-    try:
-        await until(started, 20)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    return await wait_until(check, within, every=0.2)
 
 
 @asynccontextmanager
@@ -117,7 +94,7 @@ async def glue(with_mtan: bool = True) -> AsyncIterator[Glue]:
     tasks = [asyncio.create_task(loop(stop)) for loop in identity.loops()]
     contracts: ContractsService | None = None
     try:
-        async with _served(identity_app(identity)) as identity_url:
+        async with served(identity_app(identity)) as identity_url:
             extra: dict[str, Any] = {}
             if with_mtan:
                 extra = {"identity_base_url": identity_url, "identity_secret": CONTRACTS_SECRET}

@@ -6,13 +6,12 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
-import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from contracts_schemas import contracts, documents, identity
 from contracts_schemas.base import Contract
@@ -32,7 +31,7 @@ from servicekit.auth import (
 from servicekit.clock import BERLIN, FixedClock
 from servicekit.db import drop_schema
 from servicekit.kafka import reliable_producer, topic_partitions
-from servicekit.testing import publish, required_env, unique
+from servicekit.testing import publish, required_env, served, unique, until
 
 PRIVATE, JWKS = generate_signing_key("loyalty-test")
 SYSTEM_SECRETS = {
@@ -84,22 +83,9 @@ class Running:
         async with self.service.runtime.pool.acquire() as conn:
             return int(await conn.fetchval("SELECT count(*) FROM outbox"))
 
-    @asynccontextmanager
-    async def served(self) -> AsyncIterator[str]:
+    def served(self) -> AbstractAsyncContextManager[str]:
         """The same service's API over real HTTP on a free port; yields its base URL."""
-        config = uvicorn.Config(
-            create_app(self.service), host="127.0.0.1", port=0, log_config=None,
-            access_log=False,
-        )  # fmt: skip
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        try:
-            await self.until(lambda: _started(server))
-            port = server.servers[0].sockets[0].getsockname()[1]
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await task
+        return served(create_app(self.service))
 
     def system(self, name: str) -> dict[str, str]:
         return {"Authorization": basic_authorization(name, SYSTEM_SECRETS[name])}
@@ -119,14 +105,7 @@ class Running:
         return body
 
     async def until(self, check: Any, within: float = 30.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + within
-        while True:
-            result = await check()
-            if result:
-                return result
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"not reached within {within}s: {result!r}")
-            await asyncio.sleep(0.1)
+        return await until(check, within)
 
 
 @asynccontextmanager
@@ -160,10 +139,6 @@ async def loyalty_service(at: datetime) -> AsyncIterator[Running]:
         await producer.stop()
         await service.close()
         await drop_schema(settings.database_url.get_secret_value(), settings.schema_name)
-
-
-async def _started(server: uvicorn.Server) -> bool:
-    return server.started
 
 
 def _inbox_key(message: Contract) -> str:

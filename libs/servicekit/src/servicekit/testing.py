@@ -9,13 +9,19 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from contracts_schemas import topic_of
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import encode
 
 from servicekit.kafka import OutgoingRecord, publish_all
+
+T = TypeVar("T")
 
 
 def unique(prefix: str) -> str:
@@ -79,3 +85,36 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
         if key == name:
             return bytes(value).decode()
     return None
+
+
+async def until(check: Callable[[], Awaitable[T]], within: float = 30.0, every: float = 0.1) -> T:
+    """Awaits `check()` until it returns something truthy, and returns that; a test fails
+    (never hangs) when it does not within `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not (result := await check()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {within}s: {result!r}")
+        await asyncio.sleep(every)
+    return result
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """`app` over real HTTP on a free port of 127.0.0.1 (uvicorn, as in production); yields
+    its base URL and shuts the server down after."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return server.started or task.done()
+
+    try:
+        await until(started, within=30.0, every=0.02)
+        if task.done():
+            task.result()  # it failed to start: raise why
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
