@@ -3,9 +3,11 @@ own OpenAPI document.
 
 Every operation gets a few generated requests (valid ones, and invalid ones unless
 `negative=False`), each answer is checked: no 5xx, a documented status, the documented
-content type, a body matching the documented schema. The run is bounded (examples per
-operation, a deadline per request, a total time budget) and deterministic, so it fits a
-unit or integration suite:
+content type, a body matching the documented schema. The run is bounded by the number of
+examples per operation and deterministic (derandomised), so it fits a unit or integration
+suite. Nothing in its verdict depends on time: a slow machine makes it slower, never red
+(speed is the benchmarks' business); only a request that hangs for `REQUEST_TIMEOUT_SECONDS`
+fails, as "No answer":
 
     def test_the_api_keeps_its_openapi_promises() -> None:
         assert_api_conforms(app, auth=lambda method, path: headers_for(path))
@@ -15,7 +17,6 @@ unit or integration suite:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ CHECKS = [
     response_schema_conformance,
 ]
 
+# A guard against a hanging server, not a speed limit: far beyond any answer's time.
+REQUEST_TIMEOUT_SECONDS = 120.0
+
 
 @dataclass(frozen=True, slots=True)
 class ApiFailure:
@@ -74,27 +78,17 @@ class _Run:
     checks: list[Any]
     base_url: str | None
     auth: AuthHeaders | None
-    stop_at: float
-    deadline_seconds: float
     failures: dict[tuple[str, str], ApiFailure] = field(default_factory=dict)
 
-    @property
-    def timeout(self) -> float:
-        return max(10 * self.deadline_seconds, 10.0)
-
     def exercise(self, case: AnyCase) -> None:
-        if time.monotonic() > self.stop_at:
-            self._record(case, {}, "Not tested", "the time budget ran out before this operation")
-            return
         method, path = case.operation.method.upper(), case.operation.path
         headers = dict(self.auth(method, path)) if self.auth else {}
-        started = time.monotonic()
+        timeout = REQUEST_TIMEOUT_SECONDS
         try:
-            response = case.call(base_url=self.base_url, headers=headers, timeout=self.timeout)
+            response = case.call(base_url=self.base_url, headers=headers, timeout=timeout)
         except requests.Timeout:
-            self._record(case, headers, "No answer", f"none within {self.timeout:.0f} s")
+            self._record(case, headers, "No answer", f"none within {timeout:.0f} s")
             return
-        elapsed = time.monotonic() - started
         answered = f"answered {response.status_code}: {response.text[:300]}"
         try:
             case.validate_response(response, checks=self.checks, headers=headers)
@@ -103,9 +97,6 @@ class _Run:
                 self._record(case, headers, failure.title, f"{failure.message}\n{answered}")
         except Failure as failure:
             self._record(case, headers, failure.title, f"{failure.message}\n{answered}")
-        if elapsed > self.deadline_seconds:
-            limit = f"{elapsed:.2f} s, more than the {self.deadline_seconds:.2f} s allowed"
-            self._record(case, headers, "Response too slow", limit)
 
     def _record(self, case: AnyCase, headers: Mapping[str, str], title: str, message: str) -> None:
         label = f"{case.operation.method.upper()} {case.operation.path}"
@@ -120,17 +111,13 @@ def api_failures(
     auth: AuthHeaders | None = None,
     openapi_path: str = "/openapi.json",
     max_examples: int = 12,
-    deadline_ms: int = 2_000,
-    time_budget_seconds: float = 60.0,
     negative: bool = True,
     include: Callable[[str, str], bool] | None = None,
 ) -> list[ApiFailure]:
     """What the API does that its OpenAPI document does not promise, one entry per
-    operation and kind of failure. `include(method, path)` narrows the operations. An
-    operation the time budget left untested is a failure too: green means all tested."""
+    operation and kind of failure. `include(method, path)` narrows the operations."""
     schema, base_url = _load(target, openapi_path)
-    stop_at = time.monotonic() + time_budget_seconds
-    run = _Run(CHECKS, base_url, auth, stop_at, deadline_ms / 1000)
+    run = _Run(CHECKS, base_url, auth)
     modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if negative else [])
     for operation in _operations(schema.get_all_operations(), include):
         for mode in modes:

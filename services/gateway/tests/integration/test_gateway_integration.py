@@ -281,7 +281,7 @@ async def test_gw1_schemathesis_finds_no_server_error_through_the_gateway(redis_
                 token = bearer(customer_token("gw-schemathesis"))
                 failures = await asyncio.to_thread(
                     api_failures, gateway_url, auth=lambda method, path: token,
-                    max_examples=8, time_budget_seconds=90,
+                    max_examples=8,
                 )  # fmt: skip
         finally:
             await running_gateway.close()

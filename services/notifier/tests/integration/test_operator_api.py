@@ -76,7 +76,6 @@ async def test_ops1_the_operator_api_keeps_the_promises_of_its_openapi_document(
             api_failures,
             notifier.url,
             auth=lambda method, path: operator_headers(),
-            time_budget_seconds=50,
         )
     finally:
         notifier.stop()
