@@ -197,9 +197,24 @@ def create_app(
         body = {"status": "down" if failures else "up", "failures": failures}
         return JSONResponse(body, status_code=status)
 
-    @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    app.add_api_route("/metrics", metrics, include_in_schema=False, tags=["operations"])
+    return app
+
+
+async def metrics() -> Response:
+    """Every metric of this process, in Prometheus' text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_app() -> FastAPI:
+    """Only `/metrics` (and `/health/live`): for a process whose main port must not serve
+    them, e.g. the gateway, whose main port is the customers' door."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, telemetry=NATIVE_TELEMETRY_OFF)
+    app.add_api_route("/metrics", metrics, include_in_schema=False)
+
+    @app.get("/health/live", include_in_schema=False)
+    async def live() -> dict[str, str]:
+        return {"status": "up"}
 
     return app
 

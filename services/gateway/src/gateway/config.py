@@ -110,6 +110,9 @@ class GatewaySettings(ServiceSettings):
     # in front of the gateway); everybody else is the client themself.
     trusted_proxies: list[str] = Field(default_factory=list)
     openapi_cache_seconds: PositiveFloat = 60.0
+    # The gateway's own /metrics (OPS-2) on a port of its own, never on the customers'
+    # door (there `/metrics` is 404 like every internal path); unset: not served.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     def jwks_location(self) -> str:
         if self.jwks_url:

@@ -13,11 +13,42 @@ from typing import Any
 
 import httpx
 from servicekit.logging import get_logger
+from servicekit.metrics import counter, histogram_seconds
 
 from gateway.config import UpstreamSettings
 from gateway.domain.openapi import Document
 
 log = get_logger(__name__)
+
+UPSTREAM_CALLS = counter(
+    "portal_gateway_upstream_requests_total",
+    "Requests the gateway forwarded, by upstream and outcome: the answer's status class "
+    "(2xx..5xx) or timeout | unreachable | failed | too_large",
+    ["upstream", "outcome"],
+)
+UPSTREAM_SECONDS = histogram_seconds(
+    "portal_gateway_upstream_duration_seconds",
+    "Time from forwarding a request until the upstream's answer began (or the call failed)",
+    ["upstream"],
+)
+_STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+class UpstreamCall:
+    """One forwarded request's metrics: started when made, ended once."""
+
+    __slots__ = ("_started", "_upstream")
+
+    def __init__(self, upstream: str) -> None:
+        self._upstream = upstream
+        self._started = time.perf_counter()
+
+    def answered(self, status: int) -> None:
+        self.ended(_STATUS_CLASSES.get(status // 100, "failed"))
+
+    def ended(self, outcome: str) -> None:
+        UPSTREAM_SECONDS.labels(self._upstream).observe(time.perf_counter() - self._started)
+        UPSTREAM_CALLS.labels(self._upstream, outcome).inc()
 
 
 def skip_sniffio_lookups() -> None:

@@ -25,12 +25,19 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from servicekit.auth import Unauthenticated
 from servicekit.http import PROBLEM_JSON, Problem, client_address, problem_response
 from servicekit.logging import get_logger
+from servicekit.metrics import (
+    LOGGED_ATTRIBUTE,
+    ROUTE_TEMPLATE_STATE,
+    UNMATCHED_ROUTE,
+    instrument_app,
+)
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.adapters.ratelimit import Decision, StorageError
+from gateway.adapters.upstreams import UpstreamCall
 from gateway.bootstrap import Gateway
 from gateway.domain import headers as h
 from gateway.domain.routing import Route
@@ -75,7 +82,8 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled_error", path=request.url.path, error=repr(exc))
+    if not getattr(exc, LOGGED_ATTRIBUTE, False):  # the instrumentation logged it already
+        log.error("unhandled_error", path=request.url.path, error=repr(exc))
     problem = Problem(500, "Internal error", "Es ist ein technischer Fehler aufgetreten.")
     return _problem(request, problem)
 
@@ -125,7 +133,9 @@ def _timeout(what: str) -> Problem:
 
 class RequestIdMiddleware:
     """Every answer, the gateway's own ones included, carries the request's id (the
-    client's when plausible, else a fresh one); `request.state.request_id` has it."""
+    client's when plausible, else a fresh one); `request.state.request_id` has it, and so
+    does the request's `X-Request-ID` for what runs inside (servicekit's instrumentation
+    binds it to the logs and the span)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -140,6 +150,11 @@ class RequestIdMiddleware:
         rid = h.request_id(offered)
         scope.setdefault("state", {})["request_id"] = rid
         encoded = rid.encode("latin-1")
+        if rid != offered:
+            scope["headers"] = [
+                *(item for item in scope["headers"] if item[0] != b"x-request-id"),
+                (b"x-request-id", encoded),
+            ]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -238,6 +253,7 @@ async def proxy(request: Request) -> Response:
     )
     raw_path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
     route = gateway.routes.resolve(request.method, scope["path"], raw_path)
+    _label(request, route)
     await _admit(
         gateway, gateway.limits.admit_address(address, public=bool(route and route.public))
     )
@@ -253,6 +269,18 @@ async def proxy(request: Request) -> Response:
     return await _forward(gateway, request, route, raw_path, chain)
 
 
+def _label(request: Request, route: Route | None) -> None:
+    """The route label of the request's metrics: bounded, never the raw path - a public
+    route's configured path (login, registration: few, fixed), else the routed prefix."""
+    if route is None:
+        template = UNMATCHED_ROUTE
+    elif route.public:
+        template = request.scope["path"].rstrip("/") or "/"
+    else:
+        template = route.prefix
+    request.scope["state"][ROUTE_TEMPLATE_STATE] = template
+
+
 def _body_limit(gateway: Gateway, route: Route) -> int:
     settings = gateway.settings
     return settings.max_upload_request_bytes if route.upload else settings.max_request_bytes
@@ -264,10 +292,9 @@ async def _forward(
     client = gateway.clients[route.upstream.name]
     query = request.scope.get("query_string", b"").decode("latin-1")
     carrier: dict[str, str] = {}
-    parent = _PROPAGATOR.extract(request.headers)
-    with _tracer.start_as_current_span(
-        f"{request.method} {route.prefix}", context=parent, kind=SpanKind.CLIENT
-    ):
+    # A child of the request's SERVER span (servicekit's instrumentation continued the
+    # caller's trace): the upstream's own SERVER span hangs below this one.
+    with _tracer.start_as_current_span(f"{request.method} {route.prefix}", kind=SpanKind.CLIENT):
         _PROPAGATOR.inject(carrier)
     headers = h.upstream_request_headers(
         request.headers.items(), forwarded_for=chain, proto=request.url.scheme,
@@ -283,19 +310,32 @@ async def _forward(
         content=body,
     )  # fmt: skip
     name = route.upstream.name
+    call = UpstreamCall(name)
     try:
         answer = await client.send(upstream_request, stream=True)
     except Exception as exc:
         if body is not None and body.exceeded:
+            call.ended("too_large")
             raise _too_large(limit) from None
         problem = _transport_problem(name, exc)
+        call.ended(_failure_outcome(exc))
         if problem is exc:
             raise
         raise problem from None
     if body is not None and body.exceeded:
+        call.ended("too_large")
         await answer.aclose()
         raise _too_large(limit)
+    call.answered(answer.status_code)
     return await _answer(request, answer)
+
+
+def _failure_outcome(exc: Exception) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "unreachable"
+    return "failed"
 
 
 async def _answer(request: Request, answer: httpx.Response) -> Response:
@@ -326,6 +366,8 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
+    instrument_app(app, gateway.settings.service_name)
+    # Outermost: the request id is settled before the instrumentation binds it.
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/health/live", include_in_schema=False)
