@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -82,11 +80,9 @@ def test_the_failures_read_as_one_list(broken_app_failures: list[ApiFailure]) ->
     assert "- GET /things/{thing_id}: Server error" in text
 
 
-def test_the_fixed_app_passes_quickly() -> None:
+def test_the_fixed_app_passes() -> None:
     configure_logging("apitest")
-    started = time.monotonic()
     assert_api_conforms(things_app(broken=False), **FAST)
-    assert time.monotonic() - started < 15
 
 
 def test_every_request_carries_the_headers_the_auth_provider_gives() -> None:

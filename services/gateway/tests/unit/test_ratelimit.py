@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from gateway.adapters.ratelimit import RateLimits, memory_storage
@@ -55,9 +56,10 @@ async def test_gw1_the_window_moves_so_the_budget_comes_back() -> None:
     assert (await limiter.admit_account("anna")).allowed
     refused = await limiter.admit_account("anna")
     assert refused == refused.__class__(False, "account", 1)
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 60  # a guard against a hang, not a speed limit
     while not (await limiter.admit_account("anna")).allowed:
         assert time.monotonic() < deadline, "the one-second window never moved on"
+        await asyncio.sleep(0.05)
 
 
 async def test_gw1_instances_sharing_a_storage_share_the_limit() -> None:
