@@ -13,12 +13,23 @@ handler `(messages, uow) -> None`; this module supplies the guarantees around it
 - anything else (the database or broker away) seeks back to the batch's first offsets
   and tries again after a pause, so nothing is skipped.
 
-Tracing (OPS-2): a batch mixes events of many traces. Its span is a root span linked to
-every trace context the batch's records carry; the handler is called once per run of
-CONSECUTIVE fresh messages with the same `traceparent` (in order, inside the batch's one
-transaction), under a CONSUMER span whose parent is that run's context - so whatever the
-handler records into the outbox (which stores the active `traceparent` with each event)
-continues the trace of the event that caused it, never the trace of a neighbour.
+Tracing (OPS-2), after the OpenTelemetry messaging conventions for batches: a fetched
+batch is handled by ONE handler call (its fresh messages, in order, in the batch's one
+transaction) - batching is where the throughput comes from, and real traffic, where every
+message has a trace of its own, would otherwise get one call per message. Spans:
+- `consume <group>`: the batch's span, a root span (a batch belongs to no one trace) with
+  a link to each distinct trace context its records carry, at most `MAX_LINKS` of them
+  (the SDK's default limit; the number left out is the attribute
+  `messaging.batch.links_omitted`, and every message's context is still in its record);
+- `process <group>`: the handler call. When every message handed to it carries the SAME
+  trace context (a request's own events, a batch of one), it is a child of that context,
+  so the trace of a request goes on through the consumer and whatever it records (the
+  outbox stores the active `traceparent` with each event). Otherwise - messages of several
+  traces, or none - it is a child of the batch's span: what the call records continues
+  the batch's trace, whose root links to every cause. No span per message: its cost
+  would be paid per event, and the links already say which traces a batch served.
+When the batch is refused and applied one message at a time, each of those calls has one
+message, so it continues that message's own trace.
 
 FastStream's consume loop swallows whatever a handler or its parser raises and fetches
 the next batch, whose commit would then move past the failed one. So nothing may escape
@@ -37,7 +48,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError
@@ -57,7 +68,7 @@ from servicekit.kafka import OutgoingRecord, ensure_topics, send_all
 from servicekit.logging import get_logger
 from servicekit.metrics import BATCH_SECONDS, CONSUMED
 from servicekit.settings import ServiceSettings
-from servicekit.tracing import context_from_headers, tracer
+from servicekit.tracing import context_from_headers, context_from_traceparent, tracer
 from servicekit.unit_of_work import Transactions, UnitOfWork, Unstorable
 
 log = get_logger(__name__)
@@ -73,6 +84,8 @@ BatchParser = Callable[[tuple[Record, ...]], Awaitable[KafkaMessage]]
 DEAD_LETTER_MAX_BODY = 512 * 1024
 MAX_REQUEST_SIZE = 2 * 1024 * 1024
 RETRY_PAUSE_SECONDS = (0.5, 1.0, 2.0, 5.0)
+#: Links of a batch's span to its messages' trace contexts, at most (OTel's default limit).
+MAX_LINKS = 128
 
 
 class Rejected(Exception):
@@ -83,22 +96,19 @@ class Rejected(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One decoded message and the record it came in."""
+class Delivery(NamedTuple):
+    """One decoded message and the record it came in (read once, at decoding; a tuple,
+    the cheapest object to make once per event)."""
 
     message: Contract
     cloud_event: CloudEvent
     record: Record
+    #: CloudEvents: `source` + `id` identify an event; one id from two sources is two.
+    inbox_key: str
 
     @property
     def traceparent(self) -> str | None:
-        return traceparent_of(self.record)
-
-    @property
-    def inbox_key(self) -> str:
-        """CloudEvents: `source` + `id` identify an event; one id from two sources is two."""
-        return f"{self.cloud_event.source}#{self.cloud_event.id}"
+        return self.cloud_event.traceparent or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +154,19 @@ class InboxConsumer(Generic[U]):
             return
         deliveries, dead = decode_records(records)
         tracing = tracer(__name__)
+        links, omitted = trace_links(
+            [d.traceparent for d in deliveries] + [traceparent_of(x.record) for x in dead]
+        )
+        attributes = self._attributes(len(records))
+        if omitted:
+            attributes["messaging.batch.links_omitted"] = omitted
         # A root span: the batch belongs to no one trace; it links to all of them.
         span = tracing.start_as_current_span(
             f"consume {self.name}",
             context=Context(),
             kind=SpanKind.CONSUMER,
-            links=_links(records),
-            attributes=self._attributes(len(records)),
+            links=links,
+            attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -193,24 +209,23 @@ class InboxConsumer(Generic[U]):
         self, tracing: trace.Tracer, deliveries: list[Delivery], uow: U
     ) -> Counts:
         fresh = await self._remember(uow, deliveries)
-        for run in consecutive_runs(fresh):
-            await self._handle_run(tracing, run, uow)
+        if fresh:
+            await self._handle(tracing, fresh, uow)
         return Counts(applied=len(fresh), duplicates=len(deliveries) - len(fresh))
 
-    async def _handle_run(self, tracing: trace.Tracer, run: list[Delivery], uow: U) -> None:
-        """The handler on one run of messages of one trace context, under a span of that
-        trace (a run without one: under the batch's span)."""
-        parent = context_from_headers(run[0].record.headers) if run[0].traceparent else None
+    async def _handle(self, tracing: trace.Tracer, fresh: list[Delivery], uow: U) -> None:
+        """The handler, once, on the batch's fresh messages: under a span of their one
+        trace context when they share one, else under the batch's span (module text)."""
         with tracing.start_as_current_span(
             f"process {self.name}",
-            context=parent,
+            context=shared_context(fresh),
             kind=SpanKind.CONSUMER,
-            attributes=self._attributes(len(run)),
+            attributes=self._attributes(len(fresh)),
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
             try:
-                await self._handler([d.message for d in run], uow)
+                await self._handler([d.message for d in fresh], uow)
             except Exception as exc:
                 _failed(span, exc)
                 raise
@@ -233,7 +248,12 @@ class InboxConsumer(Generic[U]):
         if not self._inbox:
             return deliveries
         fresh_keys = await uow.inbox.remember(self.name, [d.inbox_key for d in deliveries])
-        return _first_of_each(d for d in deliveries if d.inbox_key in fresh_keys)
+        fresh: list[Delivery] = []
+        for delivery in deliveries:
+            if delivery.inbox_key in fresh_keys:
+                fresh_keys.discard(delivery.inbox_key)  # the first of a repeated key only
+                fresh.append(delivery)
+        return fresh
 
     async def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if not dead:
@@ -263,7 +283,8 @@ def decode_records(records: Sequence[Record]) -> tuple[list[Delivery], list[Dead
         except InvalidMessage as invalid:
             dead.append(DeadLetter(record, invalid.reason))
             continue
-        deliveries.append(Delivery(message, cloud_event, record))
+        key = f"{cloud_event.source}#{cloud_event.id}"
+        deliveries.append(Delivery(message, cloud_event, record, key))
     return deliveries, dead
 
 
@@ -274,28 +295,36 @@ def traceparent_of(record: Record) -> str | None:
     return None
 
 
-def consecutive_runs(deliveries: Sequence[Delivery]) -> list[list[Delivery]]:
-    """`deliveries` cut into runs of consecutive ones with the same `traceparent`, in
-    order (an event of another trace between two of one trace starts a new run)."""
-    runs: list[list[Delivery]] = []
-    for delivery in deliveries:
-        if runs and runs[-1][0].traceparent == delivery.traceparent:
-            runs[-1].append(delivery)
-        else:
-            runs.append([delivery])
-    return runs
+def shared_context(deliveries: Sequence[Delivery]) -> Context | None:
+    """The trace context that every one of `deliveries` carries, if they share one (with
+    its `tracestate`); None - the current span's - when they carry several, or none."""
+    first = deliveries[0].traceparent
+    if first is None or any(d.traceparent != first for d in deliveries):
+        return None
+    context = context_from_headers(deliveries[0].record.headers)
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
 
 
-def _links(records: Sequence[Record]) -> list[Link]:
-    """One link to each distinct valid trace context of the records, in order."""
-    links: dict[tuple[int, int], Link] = {}
-    for record in records:
-        if traceparent_of(record) is None:
+def trace_links(
+    traceparents: Iterable[str | None], limit: int = MAX_LINKS
+) -> tuple[list[Link], int]:
+    """One link to each distinct valid `traceparent`, in order, at most `limit`; and how
+    many distinct values were left out once the limit was reached (those are not parsed:
+    what a batch pays for its links stays bounded however many traces it carries)."""
+    links: list[Link] = []
+    seen: set[str] = set()
+    omitted = 0
+    for traceparent in traceparents:
+        if traceparent is None or traceparent in seen:
             continue
-        context = trace.get_current_span(context_from_headers(record.headers)).get_span_context()
+        seen.add(traceparent)
+        if len(links) == limit:
+            omitted += 1
+            continue
+        context = trace.get_current_span(context_from_traceparent(traceparent)).get_span_context()
         if context.is_valid:
-            links.setdefault((context.trace_id, context.span_id), Link(context))
-    return list(links.values())
+            links.append(Link(context))
+    return links, omitted
 
 
 def _failed(span: trace.Span, exc: Exception) -> None:
@@ -303,13 +332,6 @@ def _failed(span: trace.Span, exc: Exception) -> None:
     if span.is_recording():
         span.set_attribute("exception.type", type(exc).__name__)
         span.set_status(Status(StatusCode.ERROR))
-
-
-def _first_of_each(deliveries: Iterable[Delivery]) -> list[Delivery]:
-    seen: dict[str, Delivery] = {}
-    for delivery in deliveries:
-        seen.setdefault(delivery.inbox_key, delivery)
-    return list(seen.values())
 
 
 def dead_letter_record(topic: str, consumer: str, letter: DeadLetter) -> OutgoingRecord:
@@ -392,6 +414,9 @@ class EventStream(Generic[U]):
                 ack_policy=AckPolicy.MANUAL,
                 isolation_level="read_committed",
                 max_records=1000,
+                # An empty fetch sleeps this long again in FastStream's loop: short, so
+                # an event arriving after a quiet spell waits at most ~50 ms longer.
+                batch_timeout_ms=50,
                 fetch_max_bytes=16 * 1024 * 1024,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
                 session_timeout_ms=30_000,

@@ -125,6 +125,11 @@ def inject_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
+def context_from_traceparent(traceparent: str) -> Context:
+    """The trace context of one `traceparent` value (a link to a message's trace)."""
+    return _PROPAGATOR.extract({"traceparent": traceparent})
+
+
 def context_from_headers(headers: Sequence[tuple[str, bytes]] | None) -> Context:
     """The trace context a Kafka message carries, to parent the consumer's span."""
     carrier = {

@@ -1,8 +1,10 @@
-"""OPS-2, unit: a fetched batch mixes events of several traces; each event's handling - and
-what the handler records into the outbox - continues the trace of that event, not the
-trace of the batch's first record. Driven through FastStream's in-memory TestKafkaBroker
-(the stream's real subscriber, parser and inbox consumer); spans read from an in-memory
-exporter."""
+"""OPS-2, unit: a fetched batch is handled by ONE handler call whatever traces its events
+belong to (batching survives real traffic, where every event has a trace of its own).
+The batch's span is a root span linked to its events' trace contexts (at most MAX_LINKS);
+the handler's `process` span continues the events' trace when they all share one, and
+the batch's trace otherwise - and what the handler records into the outbox carries that
+span's context. Driven through FastStream's in-memory TestKafkaBroker (the stream's real
+subscriber, parser and inbox consumer); spans read from an in-memory exporter."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from servicekit.memory import InMemoryUnitOfWork, memory_transactions
 from servicekit.settings import ServiceSettings
-from servicekit.stream import EventStream, Rejected
+from servicekit.stream import MAX_LINKS, EventStream, Rejected
 from servicekit.tracing import current_traceparent
 
 TOPIC = "portal.contracts.policy.v1"
@@ -123,7 +125,46 @@ def hex_parent(span: ReadableSpan) -> str | None:
     return format(span.parent.span_id, "016x") if span.parent else None
 
 
-async def test_ops2_each_run_of_one_trace_is_handled_under_that_trace(
+def span_id(span: ReadableSpan) -> str:
+    return format(span.context.span_id, "016x")
+
+
+def linked(span: ReadableSpan) -> list[tuple[str, str]]:
+    return [(format(x.context.trace_id, "032x"), format(x.context.span_id, "016x"))
+            for x in span.links]  # fmt: skip
+
+
+def parent_of(traceparent: str | None) -> tuple[str, str] | None:
+    """(trace id, span id) of a traceparent the outbox would store."""
+    return (traceparent.split("-")[1], traceparent.split("-")[2]) if traceparent else None
+
+
+async def test_ops2_a_batch_of_one_trace_is_handled_in_one_call_that_continues_the_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    spans.clear()
+    handler = Recording()
+    stream = stream_with(handler)
+
+    await consume(stream, [("a-1", PARENT_A), ("a-2", PARENT_A), ("a-3", PARENT_A)])
+
+    assert [c.policies for c in handler.calls] == [["a-1", "a-2", "a-3"]]
+    (batch,) = finished(spans, f"consume {GROUP}")
+    assert batch.parent is None, "the batch's span is a root span"
+    assert linked(batch) == [(TRACE_A, SPAN_A)]
+    (process,) = finished(spans, f"process {GROUP}")
+    assert (hex_trace(process), hex_parent(process)) == (TRACE_A, SPAN_A)
+    assert process.kind is SpanKind.CONSUMER
+    assert dict(process.attributes or {}) == {
+        "messaging.system": "kafka",
+        "messaging.consumer.group.name": GROUP,
+        "messaging.batch.message_count": 3,
+    }
+    # What the handler records continues the request's trace, from its process span.
+    assert parent_of(handler.calls[0].traceparent) == (TRACE_A, span_id(process))
+
+
+async def test_ops2_a_batch_of_several_traces_is_handled_in_one_call_under_the_batch_trace(
     spans: InMemorySpanExporter,
 ) -> None:
     spans.clear()
@@ -135,41 +176,56 @@ async def test_ops2_each_run_of_one_trace_is_handled_under_that_trace(
         ("none", None),
     ])  # fmt: skip
 
-    # Consecutive runs, in order; the outbox stores each run's own trace.
-    assert [c.policies for c in handler.calls] == [["a-1", "a-2"], ["b-1"], ["a-3"], ["none"]]
-    assert [c.trace_id for c in handler.calls[:3]] == [TRACE_A, TRACE_B, TRACE_A]
+    assert [c.policies for c in handler.calls] == [["a-1", "a-2", "b-1", "a-3", "none"]]
     (batch,) = finished(spans, f"consume {GROUP}")
     assert batch.parent is None, "the batch's span is a root span"
     assert hex_trace(batch) not in (TRACE_A, TRACE_B)
-    assert handler.calls[3].trace_id == hex_trace(batch), "no traceparent: the batch's trace"
-    linked = [(format(x.context.trace_id, "032x"), format(x.context.span_id, "016x"))
-              for x in batch.links]  # fmt: skip
-    assert linked == [(TRACE_A, SPAN_A), (TRACE_B, SPAN_B)], "one link per distinct context"
+    assert linked(batch) == [(TRACE_A, SPAN_A), (TRACE_B, SPAN_B)], "one per distinct context"
     assert batch.attributes is not None
     assert batch.attributes["messaging.batch.message_count"] == 5
+    assert "messaging.batch.links_omitted" not in batch.attributes
+    (process,) = finished(spans, f"process {GROUP}")
+    assert (hex_trace(process), hex_parent(process)) == (hex_trace(batch), span_id(batch))
+    assert dict(process.attributes or {})["messaging.batch.message_count"] == 5
+    assert parent_of(handler.calls[0].traceparent) == (hex_trace(batch), span_id(process))
 
-    runs = finished(spans, f"process {GROUP}")
-    assert [(hex_trace(s), hex_parent(s)) for s in runs] == [
-        (TRACE_A, SPAN_A), (TRACE_B, SPAN_B), (TRACE_A, SPAN_A),
-        (hex_trace(batch), format(batch.context.span_id, "016x")),
-    ]  # fmt: skip
-    for run, count in zip(runs, (2, 1, 1, 1), strict=True):
-        assert run.kind is SpanKind.CONSUMER
-        assert dict(run.attributes or {}) == {
-            "messaging.system": "kafka",
-            "messaging.consumer.group.name": GROUP,
-            "messaging.batch.message_count": count,
-        }
-    # The handler's spans are the ones the outbox continues from.
-    assert [c.traceparent.rsplit("-", 1)[0] for c in handler.calls if c.traceparent] == [
-        f"00-{hex_trace(s)}-{format(s.context.span_id, '016x')}" for s in runs
-    ]
+
+async def test_ops2_a_batch_without_trace_contexts_is_handled_under_the_batch_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    spans.clear()
+    handler = Recording()
+    stream = stream_with(handler)
+
+    await consume(stream, [("none-1", None), ("none-2", None)])
+
+    (batch,) = finished(spans, f"consume {GROUP}")
+    assert batch.links == ()
+    (process,) = finished(spans, f"process {GROUP}")
+    assert (hex_trace(process), hex_parent(process)) == (hex_trace(batch), span_id(batch))
+    assert [c.trace_id for c in handler.calls] == [hex_trace(batch)]
+
+
+async def test_ops2_the_batch_links_to_at_most_max_links_traces_and_counts_the_rest(
+    spans: InMemorySpanExporter,
+) -> None:
+    spans.clear()
+    handler = Recording()
+    stream = stream_with(handler)
+    parents = [f"00-{n + 1:032x}-{n + 1:016x}-01" for n in range(MAX_LINKS + 5)]
+
+    await consume(stream, [(f"p-{n}", parent) for n, parent in enumerate(parents)])
+
+    assert len(handler.calls) == 1, "one handler call for the whole batch"
+    (batch,) = finished(spans, f"consume {GROUP}")
+    assert linked(batch) == [(p.split("-")[1], p.split("-")[2]) for p in parents[:MAX_LINKS]]
+    assert dict(batch.attributes or {})["messaging.batch.links_omitted"] == 5
 
 
 async def test_ops2_a_refused_message_in_a_mixed_batch_keeps_every_trace_apart(
     spans: InMemorySpanExporter,
 ) -> None:
-    """The batch is refused, then applied one by one: each message still under its trace."""
+    """The batch is refused, then applied one by one: each message under its own trace."""
     spans.clear()
     handler = Recording(refuse_policy="b-bad")
     stream = stream_with(handler)
@@ -178,6 +234,8 @@ async def test_ops2_a_refused_message_in_a_mixed_batch_keeps_every_trace_apart(
 
     applied: dict[str, Any] = {c.policies[0]: c.trace_id for c in handler.calls}
     assert applied == {"a-1": TRACE_A, "b-2": TRACE_B}
+    (batch,) = finished(spans, f"consume {GROUP}")
     failed = [s for s in finished(spans, f"process {GROUP}") if not s.status.is_ok]
-    assert {hex_trace(s) for s in failed} == {TRACE_B}
+    # The whole batch's call (under the batch's trace), then b-bad's own (under B's).
+    assert [hex_trace(s) for s in failed] == [hex_trace(batch), TRACE_B]
     assert all(dict(s.attributes or {}).get("exception.type") == "Rejected" for s in failed)
