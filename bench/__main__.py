@@ -7,7 +7,7 @@
                                         # before is kept as .local/bench/previous.json)
     python -m bench --compare OLD.json  # then print every ratio's change against OLD
     python -m bench --sections fold     # only some: appends,relay,fold,consumer,rebuild,
-                                        #   notifier,instrumentation,gateway
+                                        #   notifier,instrumentation,gateway,e2e,claims
     python -m bench --profile prof/     # cProfile the timed subjects (figures then slower)
 
 Needs PORTAL_DATABASE_URL and PORTAL_KAFKA_BOOTSTRAP (`make bench` sets them).
@@ -43,11 +43,22 @@ from servicekit.logging import configure_logging
 from servicekit.testing import unique
 from servicekit.tracing import configure_tracing
 
-from bench import appends, consumer, fold, gateway, instrumentation, rebuild, relay
+from bench import (
+    appends,
+    claims,
+    consumer,
+    e2e,
+    fold,
+    gateway,
+    instrumentation,
+    rebuild,
+    relay,
+)
 from bench.common import Row, compare, enable_profiling, profiling, say
 
 SECTIONS = (
     "appends", "relay", "fold", "consumer", "rebuild", "notifier", "instrumentation", "gateway",
+    "e2e", "claims",
 )  # fmt: skip
 NOTIFIER_MODULE = "bench.notifier_email"
 DEFAULT_JSON = Path(".local/bench/last.json")
@@ -263,6 +274,8 @@ async def main(args: argparse.Namespace) -> int:
         ("rebuild", lambda: rebuild.run(dsn, bootstrap, args.rebuild_events)),
         ("instrumentation", lambda: instrumentation.run(bootstrap, dsn)),
         ("gateway", lambda: gateway.run(bootstrap, dsn)),
+        ("e2e", lambda: e2e.run(bootstrap, dsn, args.quick)),
+        ("claims", lambda: claims.run(bootstrap, dsn, args.quick)),
     ]  # fmt: skip
     if "notifier" in args.sections:
         try:
