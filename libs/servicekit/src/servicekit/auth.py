@@ -5,7 +5,9 @@ the identity service as a JWKS. Audience, issuer and expiry are checked against 
 injected clock; the issuer always (`DEFAULT_TOKEN_ISSUER` unless configured, which the
 tokens minted here for development and tests carry too). A token whose claims do not
 have their registered types is refused like a forged one. `amr` says how the session
-was authenticated (ID-10), which services enforce (DOC-3). Internal endpoints take
+was authenticated (ID-10), which services enforce (DOC-3); `role` and the token's
+audiences let a verifier that accepts several audiences (the console: operators' and
+customers') tell whose token it is. Internal endpoints take
 service credentials instead: HTTP Basic with a system name and a secret whose SHA-256
 digest is configured (the secret itself is never stored in configuration).
 """
@@ -17,7 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -50,9 +52,18 @@ class Unauthenticated(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who a verified token names: `customer_id` is its subject (an operator's id in an
+    operator's token), with how the session was authenticated (`amr`, ID-10), its `role`
+    (identity's operator tokens say `operator`), the audiences it was issued for and the
+    `preferred_username` when the token carries one."""
+
     customer_id: str
     auth_level: AuthLevel
     token_id: str | None = None
+    amr: tuple[str, ...] = ()
+    role: str | None = None
+    audiences: tuple[str, ...] = ()
+    username: str | None = None
 
     @property
     def has_second_factor(self) -> bool:
@@ -75,9 +86,12 @@ class _Claims(BaseModel):
     sub: StrictStr = Field(min_length=1, max_length=200, pattern=_PRINTABLE)
     exp: NumericDate
     nbf: NumericDate | None = None
+    aud: StrictStr | list[StrictStr]
     amr: list[StrictStr] = Field(default_factory=list)
     acr: StrictStr | None = None
     jti: StrictStr | None = Field(default=None, max_length=200, pattern=_PRINTABLE)
+    role: StrictStr | None = Field(default=None, max_length=100, pattern=_PRINTABLE)
+    preferred_username: StrictStr | None = Field(default=None, max_length=200, pattern=_PRINTABLE)
 
 
 class KeySource(Protocol):
@@ -135,17 +149,25 @@ class JwksUrlKeys:
 
 
 class TokenVerifier:
+    """Verifies customer (and operator) tokens. `audience` is one audience or a set of
+    them: a token is accepted when it names at least one; `Principal.audiences` says
+    which it names."""
+
     def __init__(
         self,
         keys: KeySource,
         clock: Clock,
-        audience: str,
+        audience: str | Collection[str],
         issuer: str = DEFAULT_TOKEN_ISSUER,
         leeway_seconds: int = 30,
     ) -> None:
         self._keys = keys
         self._clock = clock
-        self._audience = audience
+        self._audience: str | list[str] = (
+            audience if isinstance(audience, str) else sorted(audience)
+        )
+        if not self._audience:
+            raise ValueError("a token verifier needs at least one audience")
         self._issuer = issuer
         self._leeway = leeway_seconds
 
@@ -171,7 +193,11 @@ class TokenVerifier:
             if set(checked.amr) & SECOND_FACTOR_METHODS
             else AuthLevel.PASSWORD
         )
-        return Principal(checked.sub, level, checked.jti)
+        audiences = (checked.aud,) if isinstance(checked.aud, str) else tuple(checked.aud)
+        return Principal(
+            checked.sub, level, checked.jti, amr=tuple(checked.amr), role=checked.role,
+            audiences=audiences, username=checked.preferred_username,
+        )  # fmt: skip
 
     def _check_times(self, claims: _Claims) -> None:
         now = self._clock.now().timestamp()

@@ -52,6 +52,34 @@ async def test_id10_a_token_after_the_sms_code_carries_the_second_factor() -> No
     assert principal.auth_level is AuthLevel.PASSWORD_AND_SMS
 
 
+async def test_id10_the_principal_carries_amr_role_audiences_and_username() -> None:
+    """One Principal for every verifier: identity reads `amr` from it (device binding),
+    the console the role, the audience and the operator's name."""
+    principal = await verifier().verify(
+        signed(VALID | {"amr": ["pwd", "sms"], "role": "operator", "jti": "t-1",
+                        "preferred_username": "anna"})
+    )  # fmt: skip
+    assert principal.amr == ("pwd", "sms")
+    assert principal.role == "operator"
+    assert principal.audiences == ("portal",)
+    assert principal.username == "anna"
+    assert principal.token_id == "t-1"
+    plain = await verifier().verify(token())
+    assert (plain.amr, plain.role, plain.username) == (("pwd",), None, None)
+
+
+async def test_a_verifier_for_a_set_of_audiences_accepts_a_token_naming_any_of_them() -> None:
+    both = TokenVerifier(StaticKeys(JWKS), FixedClock(NOW), {"portal", "portal-operators"})
+    operators = await both.verify(signed(VALID | {"aud": "portal-operators"}))
+    assert operators.audiences == ("portal-operators",)
+    listed = await both.verify(signed(VALID | {"aud": ["elsewhere", "portal"]}))
+    assert listed.audiences == ("elsewhere", "portal")
+    with pytest.raises(Unauthenticated):
+        await both.verify(signed(VALID | {"aud": "another-app"}))
+    with pytest.raises(ValueError, match="at least one audience"):
+        TokenVerifier(StaticKeys(JWKS), FixedClock(NOW), set())
+
+
 async def test_an_expired_token_is_refused_by_the_injected_clock() -> None:
     clock = FixedClock(NOW + timedelta(minutes=6))
     with pytest.raises(Unauthenticated, match="expired"):
@@ -166,6 +194,9 @@ async def test_a_well_formed_raw_token_passes_so_the_malformed_cases_prove_somet
         VALID | {"jti": 7},
         VALID | {"aud": 5},
         VALID | {"iss": ["portal-identity"]},
+        VALID | {"role": ["operator"]},
+        VALID | {"role": "op\u0000erator"},
+        VALID | {"preferred_username": 7},
         *({k: v for k, v in VALID.items() if k != missing} for missing in VALID),
         ["not", "an", "object"],
         "a string",
