@@ -208,8 +208,7 @@ async def caller(request: Request) -> Caller:
         principal = await verifier.verify(token)
     except Unauthenticated:
         raise Problem(401, "Unauthorized", "Bitte melden Sie sich erneut an.") from None
-    amr = jwt.decode(token, options={"verify_signature": False}).get("amr") or []
-    return Caller(customer_id=principal.customer_id, amr=tuple(str(m) for m in amr))
+    return Caller(customer_id=principal.customer_id, amr=principal.amr)
 
 
 caller.problem_statuses = (401,)  # type: ignore[attr-defined]
