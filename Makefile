@@ -9,7 +9,7 @@ SERVICES := identity contracts loyalty notifier claims documents gateway console
 # The services with a stream side: each has a committed AsyncAPI document.
 STREAMING := identity contracts loyalty notifier claims documents
 
-.PHONY: help run stop test test-unit lint format bench schemas tools
+.PHONY: help run stop test test-unit lint format bench chaos schemas tools
 
 help:
 	@echo "make run    - start Kafka, PostgreSQL and every service; print what runs where"
@@ -17,6 +17,7 @@ help:
 	@echo "make test   - start what the tests need, run unit, integration and e2e tests, stop it"
 	@echo "make lint   - ruff and mypy (strict)"
 	@echo "make bench  - throughput benchmarks against their baselines"
+	@echo "make chaos  - every service twice under faults on an isolated platform; invariants"
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -60,3 +61,7 @@ schemas: tools
 
 bench: tools
 	@scripts/with-platform $(UV) run python -m bench $(BENCH_ARGS)
+
+# Its own Kafka/PostgreSQL/Redis (an isolated launcher instance): never the shared platform.
+chaos: tools
+	$(UV) run python -m chaos $(CHAOS_ARGS)
