@@ -18,6 +18,8 @@ write the inbox rows (consumer, CloudEvents source#id) and one effect row per fr
 Each side runs in a schema of its own; the two alternate (baseline, subject, twice) and
 the faster of each side's two runs is kept, so a burst of load on the shared machine hurts
 one run rather than the figure. The timer starts once the group assigned the partitions.
+The note adds what load changes less: this process's CPU time per event on each side (the
+event loop, the Kafka client and the driver all run in it), from the same runs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
@@ -73,6 +76,23 @@ _REMEMBER = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Timed:
+    """Wall-clock and this process's CPU seconds of one timed stretch."""
+
+    seconds: float
+    cpu_seconds: float
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+
+    def stop(self) -> Timed:
+        return Timed(time.perf_counter() - self.wall, time.process_time() - self.cpu)
+
+
 # ---------------------------------------------------------------------------------------
 # The baseline: raw aiokafka + raw asyncpg
 # ---------------------------------------------------------------------------------------
@@ -104,8 +124,8 @@ async def _write_raw(conn: Connection, group: str, records: Sequence[Any]) -> No
 
 async def raw_consume_and_write(
     bootstrap: str, pool: asyncpg.Pool, topic: str, count: int
-) -> float:
-    """Seconds a fresh raw group takes to consume, write and commit `count` records."""
+) -> Timed:
+    """How long a fresh raw group takes to consume, write and commit `count` records."""
     group = unique("bench_raw_consumer")
     consumer: AIOKafkaConsumer = at_least_once_consumer(bootstrap, group, [topic])
     await consumer.start()
@@ -114,7 +134,7 @@ async def raw_consume_and_write(
         await wait_assigned(consumer, deadline)
         seen = 0
         async with pool.acquire() as conn:
-            started = time.perf_counter()
+            watch = _Watch()
             while seen < count:
                 fetched = await consumer.getmany(timeout_ms=200, max_records=1000)
                 records = [r for batch in fetched.values() for r in batch]
@@ -124,7 +144,7 @@ async def raw_consume_and_write(
                     seen += len(records)
                 if time.perf_counter() > deadline:
                     raise BenchFailure(f"raw consumer saw {seen}/{count}")
-            return time.perf_counter() - started
+            return watch.stop()
     finally:
         await consumer.stop()
 
@@ -147,7 +167,7 @@ async def project(messages: Sequence[Contract], uow: PostgresUnitOfWork) -> None
 
 async def stream_consume(
     bootstrap: str, pool: asyncpg.Pool, topic: str, count: int, profile: str | None = None
-) -> float:
+) -> Timed:
     """Seconds the `EventStream` subscriber of a fresh group takes to apply `count` events."""
     group = unique("bench_consumer")
     store = EventStore("/bench")
@@ -169,16 +189,16 @@ async def stream_consume(
         kafka = cast(Any, subscriber).consumer
         await until(lambda: len(kafka.assignment()) > 0, deadline, "the group assignment")
         with profiled(profile):
-            started = time.perf_counter()
+            watch = _Watch()
             await until(lambda: _handled(inbox) >= count, deadline, f"{group} to apply {count}")
-            seconds = time.perf_counter() - started
+            timed = watch.stop()
     finally:
         await stream.close()
     if inbox.duplicates or inbox.dead_lettered:
         raise BenchFailure(
             f"{inbox.duplicates} duplicates, {inbox.dead_lettered} dead letters in {group}"
         )
-    return seconds
+    return timed
 
 
 def _handled(inbox: InboxConsumer[Any]) -> int:
@@ -207,8 +227,8 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
     await fill_topic(bootstrap, warm_topic, factory, WARM)
     say(f"consumer: producing {events} PremiumPaid events")
     await fill_topic(bootstrap, topic, factory, events, first=WARM)
-    raw_runs: list[float] = []
-    subject_runs: list[float] = []
+    raw_runs: list[Timed] = []
+    subject_runs: list[Timed] = []
     async with (
         bench_schema(dsn, "bench_consumer_raw", []) as (_, raw_pool),
         bench_schema(dsn, "bench_consumer_kit", []) as (_, kit_pool),
@@ -226,26 +246,34 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
             subject_runs.append(await stream_consume(bootstrap, kit_pool, topic, events, profile))
             await _check(kit_pool, events, "EventStream")
             say(
-                f"consumer: round {n + 1}: raw {raw_runs[-1]:.2f} s,"
-                f" stream {subject_runs[-1]:.2f} s"
+                f"consumer: round {n + 1}: raw {raw_runs[-1].seconds:.2f} s,"
+                f" stream {subject_runs[-1].seconds:.2f} s"
             )
     result = row(
         SECTION,
         "EventStream + trivial projection (inbox + effect rows)",
         events=events,
-        seconds=min(subject_runs),
+        seconds=min(r.seconds for r in subject_runs),
         baseline="raw aiokafka + asyncpg: inbox + effect unnest, 1 tx/batch, commit",
         baseline_events=events,
-        baseline_seconds=min(raw_runs),
+        baseline_seconds=min(r.seconds for r in raw_runs),
         aim=f">= {AIM_RATIO} of the baseline",
         note=(
             f"best of {ROUNDS} alternating runs each (raw {_runs(raw_runs)} s;"
-            f" stream {_runs(subject_runs)} s); fresh group, earliest, batches <= 1000"
+            f" stream {_runs(subject_runs)} s); CPU of this process per event: raw"
+            f" {_cpu_us(raw_runs, events)} us, stream {_cpu_us(subject_runs, events)} us;"
+            " fresh group, earliest, batches <= 1000"
         ),
     )
     result["met"] = (result.get("ratio") or 0.0) >= AIM_RATIO
+    result["cpu_us_per_event"] = round(min(r.cpu_seconds for r in subject_runs) / events * 1e6)
+    result["baseline_cpu_us_per_event"] = round(min(r.cpu_seconds for r in raw_runs) / events * 1e6)
     return [result]
 
 
-def _runs(seconds: Sequence[float]) -> str:
-    return "/".join(f"{s:.2f}" for s in seconds)
+def _runs(timed: Sequence[Timed]) -> str:
+    return "/".join(f"{t.seconds:.2f}" for t in timed)
+
+
+def _cpu_us(timed: Sequence[Timed], events: int) -> str:
+    return "/".join(f"{t.cpu_seconds / events * 1e6:.0f}" for t in timed)
