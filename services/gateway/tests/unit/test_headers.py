@@ -80,3 +80,11 @@ def test_gw1_answers_carry_the_request_id_and_no_hop_by_hop_headers() -> None:
         "rid-1",
     )
     assert answer == [("content-type", "application/json"), ("x-request-id", "rid-1")]
+
+
+def test_gw1_date_and_server_are_the_gateways_own_not_repeated_from_upstream() -> None:
+    answer = h.client_response_headers(
+        [("date", "Fri, 27 Nov 2026 13:22:16 GMT"), ("server", "uvicorn"), ("etag", "e1")],
+        "rid-1",
+    )
+    assert answer == [("etag", "e1"), ("x-request-id", "rid-1")]

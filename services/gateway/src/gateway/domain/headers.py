@@ -7,6 +7,8 @@
   `Forwarded` and `X-Real-IP` from clients are dropped.
 - `X-Request-ID` is kept when it is a plausible id (printable token, at most 128
   characters), else replaced with a fresh one; the same id goes upstream and back.
+- `Date` and `Server` of an upstream's answer end at the gateway: its own HTTP server
+  writes them (once; the README's curl journey showed them twice).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ _GATEWAY_OWNED = frozenset(
     }
 )  # fmt: skip
 REQUEST_ID_HEADER = "X-Request-ID"
+# Written by the gateway's HTTP server on every answer.
+_SERVER_OWNED = frozenset({"date", "server", "x-request-id"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 
 Headers = Sequence[tuple[str, str]]
@@ -78,6 +82,6 @@ def upstream_request_headers(
 
 def client_response_headers(headers: Headers, rid: str) -> list[tuple[str, str]]:
     """An upstream's end-to-end response headers, with the request's id."""
-    kept = [(n, v) for n, v in end_to_end(headers) if n.lower() != "x-request-id"]
+    kept = [(n, v) for n, v in end_to_end(headers) if n.lower() not in _SERVER_OWNED]
     kept.append(("x-request-id", rid))
     return kept
