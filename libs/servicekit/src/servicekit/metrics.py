@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Gauge, Histogram
@@ -101,6 +102,8 @@ HTTP_SECONDS = histogram_seconds(
     ["service", "method", "route"],
 )
 UNMATCHED_ROUTE = "<unmatched>"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 # A route template an app sets itself (`request.state.route_template = "/contracts"`), e.g.
 # the gateway's catch-all route, takes precedence over the framework's matched route.
 ROUTE_TEMPLATE_STATE = "route_template"
@@ -196,6 +199,8 @@ class Instrumentation:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # The labelled children per (method, route, status): found once, not per request.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -203,6 +208,8 @@ class Instrumentation:
             return
         started = time.perf_counter()
         method: str = scope["method"]
+        if method not in HTTP_METHODS:
+            method = OTHER_METHOD  # a label value the client could invent: bounded
         carrier = {
             k.decode("latin-1"): v.decode("latin-1")
             for k, v in scope["headers"]
@@ -212,8 +219,8 @@ class Instrumentation:
         bound = structlog.contextvars.bind_contextvars(request_id=rid)
         status = 500
         with _TRACER.start_as_current_span(
-            method, context=_PROPAGATOR.extract(carrier), kind=SpanKind.SERVER,
-            record_exception=False, set_status_on_exception=False,
+            method, context=_PROPAGATOR.extract(carrier) if carrier else Context(),
+            kind=SpanKind.SERVER, record_exception=False, set_status_on_exception=False,
         ) as span:  # fmt: skip
 
             async def send_and_note(message: Message) -> None:
@@ -235,17 +242,27 @@ class Instrumentation:
                 structlog.contextvars.reset_contextvars(**bound)
                 route = route_template(scope)
                 if span.is_recording():
-                    span.set_attribute("portal.request_id", rid)
                     span.update_name(f"{method} {route}")
-                    span.set_attribute("http.request.method", method)
-                    span.set_attribute("http.route", route)
-                    span.set_attribute("http.response.status_code", status)
+                    span.set_attributes({
+                        "portal.request_id": rid, "http.request.method": method,
+                        "http.route": route, "http.response.status_code": status,
+                    })  # fmt: skip
                     if status >= 500:
                         span.set_status(Status(StatusCode.ERROR))
-                HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
-                HTTP_SECONDS.labels(self.service, method, route).observe(
-                    time.perf_counter() - started
-                )
+                requests, seconds = self._metrics(method, route, status)
+                requests.inc()
+                seconds.observe(time.perf_counter() - started)
+
+    def _metrics(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                HTTP_REQUESTS.labels(self.service, method, route, str(status)),
+                HTTP_SECONDS.labels(self.service, method, route),
+            )
+            self._children[key] = children
+        return children
 
 
 def _request_id(scope: Scope) -> str:

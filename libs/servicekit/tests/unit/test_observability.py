@@ -78,6 +78,23 @@ def test_ops2_requests_are_counted_by_route_template_and_status_never_by_raw_pat
     assert "/things/{thing_id}" in exposed
 
 
+def test_ops2_a_method_the_client_invents_is_one_label_not_a_new_series_each() -> None:
+    client = app_client("metrics-m")
+    for method in ("FROBNICATE", "X-ANNA-MUSTERMANN", "GET"):
+        client.request(method, "/things/1")
+
+    def counted(method: str, status: str) -> float | None:
+        return REGISTRY.get_sample_value(
+            "portal_http_requests_total",
+            {"service": "metrics-m", "method": method, "route": "/things/{thing_id}",
+             "status": status},
+        )  # fmt: skip
+
+    assert counted("OTHER", "405") == 2
+    assert counted("GET", "200") == 1
+    assert counted("FROBNICATE", "405") is None
+
+
 def test_ops2_a_server_span_continues_the_callers_trace(spans: InMemorySpanExporter) -> None:
     spans.clear()
     response = app_client("traced").get(
