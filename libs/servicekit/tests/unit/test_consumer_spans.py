@@ -239,3 +239,19 @@ async def test_ops2_a_refused_message_in_a_mixed_batch_keeps_every_trace_apart(
     # The whole batch's call (under the batch's trace), then b-bad's own (under B's).
     assert [hex_trace(s) for s in failed] == [hex_trace(batch), TRACE_B]
     assert all(dict(s.attributes or {}).get("exception.type") == "Rejected" for s in failed)
+
+
+async def test_ops2_an_unreadable_trace_context_is_neither_parent_nor_link(
+    spans: InMemorySpanExporter,
+) -> None:
+    spans.clear()
+    handler = Recording()
+    stream = stream_with(handler)
+
+    await consume(stream, [("x-1", "not-a-traceparent"), ("x-2", "not-a-traceparent")])
+
+    assert [c.policies for c in handler.calls] == [["x-1", "x-2"]]
+    (batch,) = finished(spans, f"consume {GROUP}")
+    assert batch.links == ()
+    (process,) = finished(spans, f"process {GROUP}")
+    assert (hex_trace(process), hex_parent(process)) == (hex_trace(batch), span_id(batch))
