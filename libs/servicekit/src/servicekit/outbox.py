@@ -63,6 +63,14 @@ _MARK_SENT = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[]
 # Bounded cost whatever the backlog: the count stops at BACKLOG_COUNT_LIMIT rows of the
 # partial index, the oldest row is the first one of it.
 BACKLOG_COUNT_LIMIT = 100_000
+
+# What a database away looks like to the relay: its connections refused, closed or reset.
+DATABASE_TROUBLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused / reset / timed out (TimeoutError is one)
+    asyncpg.PostgresError,  # e.g. AdminShutdown, CannotConnectNowError of a restart
+    asyncpg.InterfaceError,  # e.g. ConnectionDoesNotExistError
+    asyncpg.InternalClientError,
+)
 _BACKLOG = """
 SELECT
   (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL
@@ -164,7 +172,24 @@ class OutboxRelay:
         OUTBOX_PUBLISHED.labels(self._metrics_label).inc(published)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until `stop` is set, while holding the relay lock of this service."""
+        """Publish until `stop` is set, while holding the relay lock of this service.
+
+        A lost database connection (PostgreSQL restarted, the lock's session killed) is
+        lost leadership, never the end of the relay: it backs off and stands for election
+        again. The lock is a session's advisory lock, so the server frees it with the
+        session and at most one relay leads at any moment; readiness meanwhile reports the
+        database down (`Runtime.database_ready`)."""
+        lost = 0
+        while not stop.is_set():
+            try:
+                await self._elect_and_lead(stop)
+                return
+            except DATABASE_TROUBLE as exc:
+                lost += 1
+                log.warning("outbox_relay_lost_database", error=type(exc).__name__, lost=lost)
+                await _sleep_unless(stop, min(0.5 * 2 ** min(lost, 4), 5.0))
+
+    async def _elect_and_lead(self, stop: asyncio.Event) -> None:
         async with self._pool.acquire() as lock_conn:
             while not stop.is_set():
                 if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
@@ -175,7 +200,9 @@ class OutboxRelay:
             try:
                 await self._run_as_leader(stop, lock_conn)
             finally:
-                await lock_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
+                # A session already gone took its lock with it.
+                with contextlib.suppress(*DATABASE_TROUBLE):
+                    await lock_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
 
     async def _run_as_leader(self, stop: asyncio.Event, lock_conn: Connection) -> None:
         log.info("outbox_relay_started")
