@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime
 
 
 def _utc(fact: object, at: datetime) -> None:
+    if at.tzinfo is UTC:  # the common case (read from the database): nothing to do
+        return
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"{type(fact).__name__}.occurred_at must be timezone-aware")
-    if at.tzinfo is not UTC:
-        object.__setattr__(fact, "occurred_at", at.astimezone(UTC))
+    object.__setattr__(fact, "occurred_at", at.astimezone(UTC))
 
 
 @dataclass(frozen=True, slots=True)
