@@ -8,10 +8,12 @@ The records are read here (no consumer group); what they mean is `Loyalty.record
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from contracts_schemas.base import Contract
 from servicekit.kafka import topic_partitions
 from servicekit.stream import Record, decode_records
 from servicekit.unit_of_work import Transactions
@@ -29,8 +31,12 @@ async def rebuild_facts(
     topics: Sequence[str],
     progress: Callable[[int, int], None] = lambda done, total: None,
     batch: int = 5000,
+    in_flight: int = 2,
 ) -> int:
-    """Returns how many records were replayed; `progress(done, total)` after each batch."""
+    """Returns how many records were replayed; `progress(done, total)` after each batch
+    stored. Reading and decoding the next batch overlaps with storing the previous ones
+    (up to `in_flight` transactions at once, each one multi-row statement), so the
+    replay is bound by the slower of the two, not their sum."""
     await transactions.execute(loyalty.clear_projections, ClearProjections())
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -49,21 +55,77 @@ async def rebuild_facts(
         start = await consumer.beginning_offsets(partitions)
         end = await consumer.end_offsets(partitions)
         total = sum(end[tp] - start[tp] for tp in partitions)
-        remaining = {tp for tp in partitions if end[tp] > start[tp]}
         await consumer.seek_to_beginning(*partitions)
-        done = 0
         progress(0, total)
-        while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=batch)
-            records: list[Record] = []
-            for tp, partition_records in fetched.items():
-                records.extend(r for r in partition_records if r.offset < end[tp])
-                if partition_records and partition_records[-1].offset + 1 >= end[tp]:
-                    remaining.discard(tp)
-            deliveries, _ = decode_records(records)
-            await transactions.execute(loyalty.record_facts, [d.message for d in deliveries])
-            done += len(records)
-            progress(done, total)
-        return done
+        writer = _Writer(transactions, loyalty, in_flight, lambda done: progress(done, total))
+        try:
+            async for records in _records_to(consumer, end, batch):
+                deliveries, _ = decode_records(records)
+                await writer.store([d.message for d in deliveries], len(records))
+            return await writer.finish()
+        finally:
+            writer.cancel()
     finally:
         await consumer.stop()
+
+
+async def _records_to(
+    consumer: AIOKafkaConsumer, end: dict[TopicPartition, int], batch: int
+) -> AsyncIterator[list[Record]]:
+    """The assigned partitions' records up to the `end` offsets, batch by batch."""
+    remaining = {tp for tp, offset in end.items() if offset > await consumer.position(tp)}
+    while remaining:
+        fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=batch)
+        records: list[Record] = []
+        for tp, partition_records in fetched.items():
+            records.extend(r for r in partition_records if r.offset < end[tp])
+            if partition_records and partition_records[-1].offset + 1 >= end[tp]:
+                remaining.discard(tp)
+        if records:
+            yield records
+
+
+class _Writer(Generic[U]):
+    """Stores batches of messages, each in a transaction of its own, up to `in_flight` at
+    once; counts the records of the batches committed."""
+
+    def __init__(
+        self,
+        transactions: Transactions[U],
+        loyalty: Loyalty,
+        in_flight: int,
+        stored: Callable[[int], None],
+    ) -> None:
+        self._transactions = transactions
+        self._loyalty = loyalty
+        self._in_flight = max(1, in_flight)
+        self._stored = stored
+        self._running: set[asyncio.Task[int]] = set()
+        self.done = 0
+
+    async def store(self, messages: list[Contract], records: int) -> None:
+        while len(self._running) >= self._in_flight:
+            await self._one_finished()
+        self._running.add(asyncio.create_task(self._write(messages, records)))
+
+    async def finish(self) -> int:
+        while self._running:
+            await self._one_finished()
+        return self.done
+
+    def cancel(self) -> None:
+        for task in self._running:
+            task.cancel()
+
+    async def _write(self, messages: list[Contract], records: int) -> int:
+        if messages:
+            await self._transactions.execute(self._loyalty.record_facts, messages)
+        return records
+
+    async def _one_finished(self) -> None:
+        finished, self._running = await asyncio.wait(
+            self._running, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in finished:
+            self.done += task.result()  # a failed write ends the rebuild with its error
+        self._stored(self.done)
