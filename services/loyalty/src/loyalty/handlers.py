@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import assert_never
 
 from contracts_schemas import loyalty as events
@@ -34,12 +35,14 @@ from loyalty.domain.ledger import (
     EntryKind,
     ExpiryReason,
     Ledger,
+    LedgerSnapshot,
     MembershipStatus,
     build_ledger,
     expiry_warnings,
+    snapshot_ledger,
 )
 from loyalty.translation import facts_from
-from loyalty.unit_of_work import Account, LoyaltyUnitOfWork, account_stream
+from loyalty.unit_of_work import Account, LoyaltyUnitOfWork, Settled, account_stream
 
 EVENT_NAMESPACE = uuid.UUID("5b0c7c1e-3f5e-4c3e-9a57-6c0a1f1e2d01")
 
@@ -119,12 +122,78 @@ class ClearProjections:
 # --- handlers -----------------------------------------------------------------------------
 
 
+#: Statements fold a customer's facts from a snapshot of those that occurred at least this
+#: long ago (so a late fact seldom lands before it) ...
+SNAPSHOT_LAG = timedelta(days=7)
+#: ... once there are at least this many of them (fewer fold in well under a millisecond).
+SNAPSHOT_MIN_FACTS = 200
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Kept:
+    settled: Settled
+    snapshot: LedgerSnapshot
+
+
+class Snapshots:
+    """This process's snapshots of long ledgers (`LedgerSnapshot`), most recently used
+    first, at most `max_facts` facts' worth. A cache, never the truth: each is used only
+    when a read in the same statement as the later facts finds exactly the facts it was
+    folded from (`Settled`); any instance may hold its own or none."""
+
+    def __init__(self, max_facts: int = 500_000) -> None:
+        self._max_facts = max_facts
+        self._kept: OrderedDict[str, _Kept] = OrderedDict()
+        self._facts = 0
+
+    def get(self, customer_id: str) -> _Kept | None:
+        kept = self._kept.get(customer_id)
+        if kept is not None:
+            self._kept.move_to_end(customer_id)
+        return kept
+
+    def keep(self, customer_id: str, kept: _Kept) -> None:
+        self.drop(customer_id)
+        self._kept[customer_id] = kept
+        self._facts += kept.snapshot.facts
+        while self._facts > self._max_facts and len(self._kept) > 1:
+            _, oldest = self._kept.popitem(last=False)
+            self._facts -= oldest.snapshot.facts
+
+    def drop(self, customer_id: str) -> None:
+        gone = self._kept.pop(customer_id, None)
+        if gone is not None:
+            self._facts -= gone.snapshot.facts
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Loyalty:
     """The handlers, with what bootstrap injects: the programme and the business clock."""
 
     config: LoyaltyConfig
     clock: Clock
+    snapshots: Snapshots = dataclasses.field(default_factory=Snapshots, compare=False)
+
+    async def _ledger_now(self, customer_id: str, uow: LoyaltyUnitOfWork) -> tuple[Account, Ledger]:
+        """The account (its later facts only, when a snapshot serves) and the ledger as of
+        the service clock: the same ledger as folding every fact (LOY-12/13)."""
+        now = self.clock.now()
+        kept = self.snapshots.get(customer_id)
+        if kept is not None and kept.settled.cut <= now:
+            cut = kept.settled.cut
+            account = await uow.facts.account(customer_id, after=cut, settled_at=cut)
+            if account.settled == kept.settled:
+                ledger = build_ledger(customer_id, account.facts, now, self.config, kept.snapshot)
+                return account, ledger
+            self.snapshots.drop(customer_id)  # a late fact landed before the cut
+        account = await uow.facts.account(customer_id, settled_at=now - SNAPSHOT_LAG)
+        assert account.settled is not None
+        snapshot = None
+        if account.settled.count >= SNAPSHOT_MIN_FACTS:
+            snapshot = snapshot_ledger(customer_id, account.facts, account.settled.cut, self.config)
+        if snapshot is not None:
+            self.snapshots.keep(customer_id, _Kept(account.settled, snapshot))
+        return account, build_ledger(customer_id, account.facts, now, self.config, snapshot)
 
     async def record_facts(self, messages: Sequence[Contract], uow: LoyaltyUnitOfWork) -> None:
         """Every fact the messages contribute, stored once per customer (LOY-12)."""
@@ -132,8 +201,8 @@ class Loyalty:
 
     async def statement(self, query: GetStatement, uow: LoyaltyUnitOfWork) -> Ledger:
         """LOY-10/LOY-13: the customer's statement as of the service clock."""
-        account = await uow.facts.account(query.customer_id)
-        return build_ledger(query.customer_id, account.facts, self.clock.now(), self.config)
+        _, ledger = await self._ledger_now(query.customer_id, uow)
+        return ledger
 
     async def history(self, query: GetHistory, uow: LoyaltyUnitOfWork) -> list[f.Fact]:
         """OPS-3: the facts the customer's ledger is folded from, in business order."""
@@ -182,11 +251,9 @@ class Loyalty:
         reward = self.config.rewards.get(command.reward_id)
         if reward is None:
             raise UnknownReward(command.reward_id)
-        now = self.clock.now()
         customer_id = command.customer_id
-        account = await uow.facts.account(customer_id)
-        ledger = build_ledger(customer_id, account.facts, now, self.config)
-        decision = decide_redemption(ledger, reward, command.redemption_id, now)
+        account, ledger = await self._ledger_now(customer_id, uow)
+        decision = decide_redemption(ledger, reward, command.redemption_id, ledger.as_of)
         if isinstance(decision, RedemptionRefused):
             return decision
         event_id = event_uuid(customer_id, decision.event_id)

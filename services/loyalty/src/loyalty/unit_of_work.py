@@ -25,6 +25,17 @@ def account_stream(customer_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Settled:
+    """How many of a customer's facts occurred at or before `cut`, and a checksum of their
+    event ids. Facts are only ever added (or all cleared for a rebuild), so the same
+    count and checksum later mean the same facts: a snapshot of them is still good."""
+
+    cut: datetime
+    count: int
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
 class Account:
     """A customer's facts and the version of their account stream, from ONE read: a
     decision taken on these facts appends at `version`, so a decision recorded by anyone
@@ -33,6 +44,7 @@ class Account:
     customer_id: str
     version: int
     facts: tuple[Fact, ...]
+    settled: Settled | None = None
 
 
 class FactRepository(Protocol):
@@ -40,8 +52,12 @@ class FactRepository(Protocol):
         """Store facts; a fact already stored for that customer stays as it is (LOY-12)."""
         ...
 
-    async def account(self, customer_id: str) -> Account:
-        """The customer's facts and account stream version, read together."""
+    async def account(
+        self, customer_id: str, after: datetime | None = None, settled_at: datetime | None = None
+    ) -> Account:
+        """The customer's facts (only those that occurred after `after`, when given) and
+        account stream version, read together; with `settled_at`, also what is `Settled`
+        at that time - all in one read."""
         ...
 
     async def customers(self, after: str, limit: int) -> list[str]:

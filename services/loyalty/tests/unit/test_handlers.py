@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from datetime import date, datetime
-from typing import ClassVar
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar
 
 import pytest
 from contracts_schemas import loyalty as events
@@ -23,8 +24,9 @@ from loyalty.domain.facts import (
     PremiumPaid,
     RewardRedeemed,
 )
-from loyalty.domain.ledger import Ledger, MembershipStatus
+from loyalty.domain.ledger import Ledger, MembershipStatus, build_ledger
 from loyalty.handlers import (
+    SNAPSHOT_MIN_FACTS,
     Announce,
     Announced,
     ClearProjections,
@@ -211,9 +213,9 @@ async def test_loy6_a_decision_taken_on_facts_older_than_the_stream_conflicts(
 
     stale = uow.facts.account
 
-    async def read_before_the_other(customer_id: str):  # type: ignore[no-untyped-def]
-        account = await stale(customer_id)
-        return type(account)(account.customer_id, 1, account.facts)
+    async def read_before_the_other(customer_id: str, **read: Any):  # type: ignore[no-untyped-def]
+        account = await stale(customer_id, **read)
+        return dataclasses.replace(account, version=1)
 
     uow.facts.account = read_before_the_other  # type: ignore[method-assign]
     with pytest.raises(ConcurrencyConflict):
@@ -364,3 +366,75 @@ def test_ops3_runs_are_refused_for_wrong_or_future_business_dates(
 
 def test_ops3_a_run_for_today_falls_at_midnight_berlin() -> None:
     assert run_moment(RunKind.EXPIRY, date(2026, 4, 15), at(2026, 4, 15, 0, 1)) == at(2026, 4, 15)
+
+
+# --- LOY-13: long histories fold on from a snapshot ----------------------------------------
+
+
+async def long_history(loyalty: Loyalty, uow: InMemoryLoyaltyUnitOfWork, clock: FixedClock) -> None:
+    """c1 enrolled in January 2020 and paid weekly since: more facts than a snapshot needs."""
+    clock.set(at(2020, 1, 3, 9))
+    await uow.facts.add([("c1", registration("c1"))])
+    assert isinstance(await loyalty.enrol(Enrol("c1"), uow), Ledger)
+    payments = [
+        PremiumPaid(f"pay-{n}", at(2020, 1, 6, 10) + timedelta(weeks=n), f"p{n}", "KFZ-1",
+                    "motor", True, 2_000 + n, ("c1",))
+        for n in range(SNAPSHOT_MIN_FACTS + 50)
+    ]  # fmt: skip
+    await uow.facts.add([("c1", p) for p in payments])
+    clock.set(at(2026, 1, 3, 9))
+
+
+async def full_fold(uow: InMemoryLoyaltyUnitOfWork, clock: FixedClock) -> Ledger:
+    return build_ledger("c1", (await uow.facts.account("c1")).facts, clock.now(), CONFIG)
+
+
+async def test_loy13_a_long_statement_is_folded_on_from_a_snapshot_and_equals_the_full_fold(
+    loyalty: Loyalty, uow: InMemoryLoyaltyUnitOfWork, clock: FixedClock
+) -> None:
+    await long_history(loyalty, uow, clock)
+
+    first = await loyalty.statement(GetStatement("c1"), uow)
+    kept = loyalty.snapshots.get("c1")
+    assert kept is not None
+    assert kept.snapshot.facts >= SNAPSHOT_MIN_FACTS
+    clock.set(at(2026, 2, 2, 12))  # a monthly run later
+    second = await loyalty.statement(GetStatement("c1"), uow)
+
+    assert loyalty.snapshots.get("c1") is kept, "served from the snapshot"
+    assert first != second
+    assert second == await full_fold(uow, clock)
+
+
+async def test_loy13_a_late_fact_before_the_snapshot_is_in_the_next_statement(
+    loyalty: Loyalty, uow: InMemoryLoyaltyUnitOfWork, clock: FixedClock
+) -> None:
+    await long_history(loyalty, uow, clock)
+    await loyalty.statement(GetStatement("c1"), uow)
+    kept = loyalty.snapshots.get("c1")
+    assert kept is not None
+
+    late = PremiumPaid("pay-late", at(2021, 3, 3), "p-late", "KFZ-1", "motor", True, 77_700,
+                       ("c1",))  # fmt: skip
+    await uow.facts.add([("c1", late)])
+    statement = await loyalty.statement(GetStatement("c1"), uow)
+
+    assert any(e.entry_id == "premium:p-late" for e in statement.history)
+    assert statement == await full_fold(uow, clock)
+    assert loyalty.snapshots.get("c1") is not kept, "the snapshot was made again"
+
+
+async def test_loy6_a_redemption_decided_from_a_snapshot_spends_what_the_full_fold_holds(
+    loyalty: Loyalty, uow: InMemoryLoyaltyUnitOfWork, clock: FixedClock
+) -> None:
+    await long_history(loyalty, uow, clock)
+    await loyalty.statement(GetStatement("c1"), uow)  # the snapshot is made
+    balance = (await full_fold(uow, clock)).balance
+
+    redeemed = await loyalty.redeem(Redeem("c1", "cinema", "red-long-1"), uow)
+
+    assert isinstance(redeemed, RewardRedeemed)
+    assert redeemed.points == min(1500, balance)
+    after = await loyalty.statement(GetStatement("c1"), uow)
+    assert after == await full_fold(uow, clock)
+    assert after.balance == balance - redeemed.points

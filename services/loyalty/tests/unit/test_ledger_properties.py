@@ -3,9 +3,11 @@ facts change nothing - and it always balances (LOY-5, LOY-10)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 from itertools import accumulate
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,7 +33,9 @@ from loyalty.domain.ledger import (
     MembershipStatus,
     RedemptionReason,
     build_ledger,
+    snapshot_ledger,
 )
+from loyalty.entrypoints.views import statement
 from servicekit.clock import BERLIN
 
 START = date(2019, 1, 1)
@@ -221,3 +225,58 @@ def test_loy12_ledger_is_the_same_whatever_the_delivery_order_and_duplicates(dat
             expected = build_ledger(customer, own, as_of, CONFIG)
             assert build_ledger(customer, delivered, as_of, CONFIG) == expected
             assert_balances(expected)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_loy12_a_ledger_folded_on_from_a_snapshot_is_the_ledger_of_all_the_facts(data):
+    """LOY-12/13: a snapshot is a cache of the pure fold - going on from it with the later
+    facts gives exactly the full fold's ledger, at every cut and as-of, and using it
+    leaves it as it was (it can serve again)."""
+    facts, customers, as_ofs = data.draw(histories())
+    for customer in customers:
+        own = concerning(customer, facts)
+        cuts = [f.occurred_at for f in own] + [datetime(2021, 1, 1, tzinfo=BERLIN)]
+        cut = data.draw(st.sampled_from(cuts))
+        before = [f for f in own if f.occurred_at <= cut]
+        snapshot = snapshot_ledger(customer, before, cut, CONFIG)
+        assert (snapshot is None) == (not before)
+        for as_of in (a for a in as_ofs if a >= cut):
+            expected = build_ledger(customer, own, as_of, CONFIG)
+            later = [f for f in own if f.occurred_at > cut]
+            assert build_ledger(customer, later, as_of, CONFIG, since=snapshot) == expected
+            # again from the same snapshot, handed every fact this time: the same
+            assert build_ledger(customer, own, as_of, CONFIG, since=snapshot) == expected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_loy10_the_statement_body_shows_every_field_of_the_ledger(data):
+    """LOY-10: the API's JSON body is the ledger field by field (reasons with their kind,
+    only lots with points left, history newest first), as a plain reflective walk of the
+    dataclasses renders it."""
+    facts, customers, as_ofs = data.draw(histories())
+    for customer in customers:
+        ledger = build_ledger(customer, concerning(customer, facts), as_ofs[-1], CONFIG)
+        assert statement(ledger) == _reference_body(ledger)
+
+
+def _reference_body(ledger: Ledger) -> dict[str, Any]:
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            fields = {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            if type(value).__name__.endswith("Reason"):
+                fields = {"kind": type(value).__name__.removesuffix("Reason").lower(), **fields}
+            return fields
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, Fraction):
+            return str(value)
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        return value
+
+    body: dict[str, Any] = plain(ledger)
+    body["lots"] = [lot for lot in body["lots"] if lot["remaining"] > 0]
+    body["history"] = list(reversed(body["history"]))
+    return body

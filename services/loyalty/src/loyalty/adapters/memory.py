@@ -15,7 +15,7 @@ from servicekit.memory import InMemoryEventLog, InMemoryUnitOfWork, memory_trans
 from servicekit.unit_of_work import Transactions
 
 from loyalty.domain.facts import CustomerFact, Fact
-from loyalty.unit_of_work import Account, LoyaltyUnitOfWork, account_stream
+from loyalty.unit_of_work import Account, LoyaltyUnitOfWork, Settled, account_stream
 
 
 class InMemoryFacts:
@@ -27,10 +27,17 @@ class InMemoryFacts:
         for customer_id, fact in rows:
             self.rows.setdefault((customer_id, fact.event_id), fact)
 
-    async def account(self, customer_id: str) -> Account:
+    async def account(
+        self, customer_id: str, after: datetime | None = None, settled_at: datetime | None = None
+    ) -> Account:
         version = await self._events.stream_version(account_stream(customer_id))
-        facts = tuple(fact for (c, _), fact in self.rows.items() if c == customer_id)
-        return Account(customer_id, version, facts)
+        mine = [fact for (c, _), fact in self.rows.items() if c == customer_id]
+        facts = tuple(x for x in mine if after is None or x.occurred_at > after)
+        if settled_at is None:
+            return Account(customer_id, version, facts)
+        ids = [x.event_id for x in mine if x.occurred_at <= settled_at]
+        checksum = sum(hash(i) for i in ids)
+        return Account(customer_id, version, facts, Settled(settled_at, len(ids), checksum))
 
     async def customers(self, after: str, limit: int) -> list[str]:
         return sorted({c for c, _ in self.rows if c > after})[:limit]

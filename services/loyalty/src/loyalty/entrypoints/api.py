@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import BaseModel, Field
 from servicekit.asyncapi import document, mount
 from servicekit.http import CurrentCustomer, Problem, problems, requires
@@ -25,7 +25,7 @@ from loyalty.domain.decisions import (
     RedemptionRefused,
 )
 from loyalty.entrypoints.stream import STREAM
-from loyalty.entrypoints.views import statement
+from loyalty.entrypoints.views import statement, statement_json
 from loyalty.handlers import Enrol, GetStatement, Redeem, UnknownReward
 from loyalty.jobs import RunKind, RunRefused, run_ledger_job, run_moment
 
@@ -105,13 +105,14 @@ async def enrol(principal: CurrentCustomer, svc: ServiceDep) -> dict[str, Any]:
     return statement(result)
 
 
-@customer.get("/statement")
-async def my_statement(principal: CurrentCustomer, svc: ServiceDep) -> dict[str, Any]:
+@customer.get("/statement", response_model=dict[str, Any])
+async def my_statement(principal: CurrentCustomer, svc: ServiceDep) -> Response:
     """LOY-10/LOY-13: balance, lots and expiry, next expiry, pending credits, history."""
     ledger = await svc.transactions.execute(
         svc.loyalty.statement, GetStatement(principal.customer_id)
     )
-    return statement(ledger)
+    # Encoded once here: a long history is tens of thousands of objects.
+    return Response(statement_json(ledger), media_type="application/json")
 
 
 @customer.get("/rewards", response_model=list[RewardView])

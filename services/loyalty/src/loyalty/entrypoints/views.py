@@ -1,33 +1,91 @@
-"""JSON shapes of the loyalty API (LOY-10: the statement explains every figure)."""
+"""JSON shapes of the loyalty API (LOY-10: the statement explains every figure).
+
+Every dataclass of the ledger becomes an object of its fields (a reason also gets its
+`kind`: `premium`, `loyalty`, `eilbonus`, `campaign`, `redemption`, `expiry`,
+`forfeit`); tuples become arrays, dates and datetimes ISO 8601, fractions "n/d" text.
+A statement of 10,000 facts has tens of thousands of such objects, so the encoder works
+out each class's fields once, lets the json module's C encoder walk everything else, and
+keeps the text of history entries and lots, which never change (`statement_json`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import date, datetime
 from fractions import Fraction
 from typing import Any
 
 from loyalty.domain.ledger import Ledger
 
+_Fields = tuple[str, ...]
+_SHAPES: dict[type, tuple[str | None, _Fields]] = {}
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if type(value).__name__.endswith("Reason"):
-            fields = {"kind": type(value).__name__.removesuffix("Reason").lower(), **fields}
-        return fields
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Fraction):
-        return str(value)
+
+def _shape(cls: type) -> tuple[str | None, _Fields]:
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        name = cls.__name__
+        kind = name.removesuffix("Reason").lower() if name.endswith("Reason") else None
+        shape = (kind, tuple(f.name for f in dataclasses.fields(cls)))
+        _SHAPES[cls] = shape
+    return shape
+
+
+def _default(value: Any) -> Any:
+    """What the json encoder cannot write itself: our dataclasses, dates, fractions."""
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return value
+    if isinstance(value, Fraction):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        kind, names = _shape(type(value))
+        body = {name: getattr(value, name) for name in names}
+        return body if kind is None else {"kind": kind, **body}
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=_default, separators=(",", ":"))
+
+
+class _Texts:
+    """The JSON text of immutable ledger parts (history entries, lots), by identity: a
+    ledger folded on from a snapshot shares them with the one before. Each is kept with
+    its text, so its id cannot be reused by another object while it is here."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._limit = limit
+        self._texts: dict[int, tuple[object, str]] = {}
+
+    def __call__(self, value: object) -> str:
+        known = self._texts.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        text = _json(value)
+        if len(self._texts) >= self._limit:
+            self._texts.clear()
+        self._texts[id(value)] = (value, text)
+        return text
+
+
+_texts = _Texts()
+
+
+def statement_json(ledger: Ledger) -> bytes:
+    """Balance, lots with points left and their expiry, the next expiry, pending credits
+    and the full history (newest first), encoded."""
+    _kind, names = _shape(Ledger)
+    head = _json({name: getattr(ledger, name) for name in names if name not in _LISTED})
+    lots = ",".join(_texts(lot) for lot in ledger.lots if lot.remaining > 0)
+    history = ",".join(_texts(entry) for entry in reversed(ledger.history))
+    return f'{head[:-1]},"lots":[{lots}],"history":[{history}]}}'.encode()
+
+
+_LISTED = frozenset({"lots", "history"})
 
 
 def statement(ledger: Ledger) -> dict[str, Any]:
-    """Balance, lots with expiry, the next expiry, pending credits and the full history."""
-    body: dict[str, Any] = _plain(ledger)
-    body["lots"] = [lot for lot in body["lots"] if lot["remaining"] > 0]
-    body["history"] = list(reversed(body["history"]))
-    return body
+    """The statement as plain JSON values."""
+    plain: dict[str, Any] = json.loads(statement_json(ledger))
+    return plain

@@ -9,12 +9,12 @@ interpretation of the rules are written once, in services/loyalty/README.md
 
 - `rules`: the `Rule` ids, the figures and the lot / entry ids;
 - `statement`: the `Ledger` and its parts (what customers see, LOY-10);
-- `fold`: `build_ledger`;
+- `fold`: `build_ledger`, and `snapshot_ledger` to go on from (long histories);
 - `expiry`: the LOY-5 warning due for a statement.
 """
 
 from loyalty.domain.ledger.expiry import expiry_warnings
-from loyalty.domain.ledger.fold import build_ledger
+from loyalty.domain.ledger.fold import LedgerSnapshot, build_ledger, snapshot_ledger
 from loyalty.domain.ledger.rules import (
     EIL_BONUS_LOT_ID,
     EIL_BONUS_POINTS,
@@ -69,6 +69,7 @@ __all__ = [
     "ForfeitReason",
     "HistoryEntry",
     "Ledger",
+    "LedgerSnapshot",
     "Lot",
     "LotDraw",
     "LoyaltyReason",
@@ -91,4 +92,5 @@ __all__ = [
     "monthly_run_date",
     "premium_lot_id",
     "redemption_entry_id",
+    "snapshot_ledger",
 ]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import bisect
+import copy
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -98,12 +99,30 @@ class _Lot:
     expires_on: date
     points: int
     remaining: int
+    frozen: Lot | None = None  # the last `freeze()`, while `remaining` is unchanged
 
     def draw_key(self) -> tuple[date, datetime, str]:
         return (self.expires_on, self.credited_at, self.lot_id)
 
     def freeze(self) -> Lot:
-        return Lot(
+        """The lot as the ledger shows it; the same object while nothing changed (only
+        `remaining` ever changes), so ledgers folded on from one snapshot share them."""
+        frozen = self.frozen
+        if frozen is None or frozen.remaining != self.remaining:
+            frozen = self.frozen = Lot(
+                self.lot_id,
+                self.rule,
+                self.reason,
+                self.credited_at,
+                self.credited_on,
+                self.expires_on,
+                self.points,
+                self.remaining,
+            )
+        return frozen
+
+    def clone(self) -> _Lot:
+        return _Lot(
             self.lot_id,
             self.rule,
             self.reason,
@@ -112,6 +131,7 @@ class _Lot:
             self.expires_on,
             self.points,
             self.remaining,
+            self.frozen,
         )
 
 
@@ -189,6 +209,23 @@ class _Fold:
     @property
     def active(self) -> bool:
         return self.enrolled_at is not None and self.ended_at is None
+
+    def copy(self) -> _Fold:
+        """A fold that goes on without changing this one. Copied: what later facts can
+        change - lots with points left, policies and holdings (together, they share
+        terms), the collections. Shared: used-up lots and history entries, which never
+        change again."""
+        twin = copy.copy(self)
+        alive = {id(lot): lot.clone() for lot in self.alive}
+        twin.alive = list(alive.values())
+        twin.lots = [alive.get(id(lot), lot) for lot in self.lots]
+        twin.policies, twin.holdings = copy.deepcopy((self.policies, self.holdings))
+        twin.history = list(self.history)
+        twin.pending = deque(self.pending)
+        twin.payments_seen = set(self.payments_seen)
+        twin.redemptions_seen = set(self.redemptions_seen)
+        twin.campaigns_credited = set(self.campaigns_credited)
+        return twin
 
     # calendar ----------------------------------------------------------------------
 
@@ -549,27 +586,84 @@ def _canonical(fact: Fact) -> tuple[datetime, int, str]:
     return (fact.occurred_at, _PRIORITY[type(fact)], repr(fact))
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerSnapshot:
+    """The fold of every fact of `customer_id` that occurred at or before `cut` (`facts`
+    distinct facts), under `config`: `build_ledger(..., since=snapshot)` goes on from it
+    with the later facts only, and gives exactly what folding all the facts gives. Never
+    changed by that (it goes on from a copy)."""
+
+    customer_id: str
+    cut: datetime
+    facts: int
+    config: LoyaltyConfig
+    fold: _Fold
+
+
+def _in_order(facts: Iterable[Fact], after: datetime | None, until: datetime) -> list[Fact]:
+    """The distinct facts (interpretation 1) with after < occurred_at <= until, in
+    business order."""
+    unique: dict[str, Fact] = {}
+    for fact in facts:
+        if fact.occurred_at > until or (after is not None and fact.occurred_at <= after):
+            continue
+        known = unique.get(fact.event_id)
+        if known is None or (known != fact and _canonical(fact) < _canonical(known)):
+            unique[fact.event_id] = fact
+    return sorted(unique.values(), key=_order_key)
+
+
+def _fold(fold: _Fold, ordered: list[Fact]) -> _Fold:
+    for fact in ordered:
+        fold.advance(fact.occurred_at)
+        fold.apply(fact)
+    return fold
+
+
+def snapshot_ledger(
+    customer_id: str, facts: Iterable[Fact], cut: datetime, config: LoyaltyConfig
+) -> LedgerSnapshot | None:
+    """The fold of the facts that occurred at or before `cut` (None when there are none):
+    a pure function of them, to go on from with `build_ledger(..., since=...)`."""
+    cut = aware_utc(cut)
+    ordered = _in_order(facts, None, cut)
+    if not ordered:
+        return None
+    fold = _fold(_Fold(customer_id, config, berlin_date(ordered[0].occurred_at).year), ordered)
+    for lot in fold.lots:
+        lot.freeze()  # once: every ledger folded on from here shows the same Lot objects
+    return LedgerSnapshot(customer_id, cut, len(ordered), config, fold)
+
+
 def build_ledger(
-    customer_id: str, facts: Iterable[Fact], as_of: datetime, config: LoyaltyConfig
+    customer_id: str,
+    facts: Iterable[Fact],
+    as_of: datetime,
+    config: LoyaltyConfig,
+    since: LedgerSnapshot | None = None,
 ) -> Ledger:
     """LOY-10/LOY-12/LOY-13: the customer's statement as of `as_of`, a pure fold.
 
     `facts` may hold duplicates, arrive in any order and include facts about other
     customers or policies (they are ignored); only facts that occurred at or before
     `as_of` count, and calendar moments up to `as_of` (inclusive) are applied.
+
+    With `since` (a snapshot of this customer's facts up to `since.cut` <= `as_of`, under
+    this config), only the facts after `since.cut` are folded, on top of it: the result
+    is the same as folding the snapshot's facts and these together, provided no fact at
+    or before the cut is missing from the snapshot (the caller checks that).
     """
     as_of = aware_utc(as_of)
-    unique: dict[str, Fact] = {}
-    for fact in facts:
-        known = unique.get(fact.event_id)
-        if known is None or (known != fact and _canonical(fact) < _canonical(known)):
-            unique[fact.event_id] = fact
-    ordered = sorted((f for f in unique.values() if f.occurred_at <= as_of), key=_order_key)
-    if not ordered:
-        return _Fold(customer_id, config, berlin_date(as_of).year).ledger(as_of)
-    fold = _Fold(customer_id, config, berlin_date(ordered[0].occurred_at).year)
-    for fact in ordered:
-        fold.advance(fact.occurred_at)
-        fold.apply(fact)
+    if since is None:
+        ordered = _in_order(facts, None, as_of)
+        if not ordered:
+            return _Fold(customer_id, config, berlin_date(as_of).year).ledger(as_of)
+        fold = _Fold(customer_id, config, berlin_date(ordered[0].occurred_at).year)
+    else:
+        if since.customer_id != customer_id or since.config != config or since.cut > as_of:
+            raise ValueError("the snapshot is of another customer, config, or a later time")
+        ordered = _in_order(facts, since.cut, as_of)
+        fold = since.fold.copy()
+    _fold(fold, ordered)
     fold.advance(as_of)
     return fold.ledger(as_of)
