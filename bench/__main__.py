@@ -8,7 +8,8 @@
                                         # before is kept as .local/bench/previous.json)
     python -m bench --compare OLD.json  # then print every ratio's change against OLD
     python -m bench --sections fold     # only some: appends,relay,fold,consumer,rebuild,
-                                        #   notifier,instrumentation,gateway,e2e,claims
+                                        #   notifier,instrumentation,gateway,e2e,claims,
+                                        #   statements
     python -m bench --profile prof/     # cProfile the timed subjects (figures then slower)
 
 Needs PORTAL_DATABASE_URL and PORTAL_KAFKA_BOOTSTRAP (`make bench` sets them).
@@ -55,12 +56,13 @@ from bench import (
     instrumentation,
     rebuild,
     relay,
+    statements,
 )
 from bench.common import Row, compare, enable_profiling, profiling, say
 
 SECTIONS = (
     "appends", "relay", "fold", "consumer", "rebuild", "notifier", "instrumentation", "gateway",
-    "e2e", "claims",
+    "e2e", "claims", "statements",
 )  # fmt: skip
 NOTIFIER_MODULE = "bench.notifier_email"
 QUICK_NOTIFIER_MESSAGES = 500  # its run(..., messages=) in a quick run (default 2,000)
@@ -280,6 +282,7 @@ async def main(args: argparse.Namespace) -> int:
         ("gateway", lambda: gateway.run(bootstrap, dsn)),
         ("e2e", lambda: e2e.run(bootstrap, dsn, args.quick)),
         ("claims", lambda: claims.run(bootstrap, dsn, args.quick)),
+        ("statements", lambda: statements.run(dsn, args.quick)),
     ]  # fmt: skip
     if "notifier" in args.sections:
         try:
