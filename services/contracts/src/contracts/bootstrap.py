@@ -59,14 +59,14 @@ async def build(
     wall = SystemClock()
     contracts = Contracts(
         Catalogue.from_config(settings.point_relevance),
-        mtan or mtan_port(settings, http, wall),
+        mtan or mtan_port(settings, http),
         runtime.clock,
         wall,
     )
     return Service(runtime, transactions, runtime.stream(transactions), contracts, http)
 
 
-def mtan_port(settings: ContractsSettings, http: httpx.AsyncClient, wall: Clock) -> MtanPort:
+def mtan_port(settings: ContractsSettings, http: httpx.AsyncClient) -> MtanPort:
     """identity's mTAN API when configured; else nothing is ever confirmed."""
     if not settings.identity_base_url or settings.identity_secret is None:
         return NoMtanService()
@@ -74,4 +74,4 @@ def mtan_port(settings: ContractsSettings, http: httpx.AsyncClient, wall: Clock)
         settings.identity_base_url, settings.identity_system,
         settings.identity_secret.get_secret_value(), settings.identity_timeout_seconds,
     )  # fmt: skip
-    return IdentityMtanService(http, api, wall)
+    return IdentityMtanService(http, api)

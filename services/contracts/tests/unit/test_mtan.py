@@ -197,10 +197,10 @@ async def test_id6_identity_down_changes_nothing_and_records_no_key(upstream: An
 # --------------------------------------------------------------------------- HTTP adapter
 
 
-def adapter(handler: Any, wall: datetime = WALL) -> IdentityMtanService:
+def adapter(handler: Any) -> IdentityMtanService:
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     settings = IdentityApiSettings("http://identity:8004/", "contracts", "ct-secret", 1.0)
-    return IdentityMtanService(http, settings, FixedClock(wall))
+    return IdentityMtanService(http, settings)
 
 
 def problem(status: int, reason: str | None, detail: str = "Text") -> httpx.Response:
@@ -273,26 +273,22 @@ async def test_id6_adapter_unknown_mtan_is_no_confirmation() -> None:
     assert await service.confirmation("anna", "m-7", "AS-1:abc") is None
 
 
-async def test_id6_adapter_a_retried_transaction_gets_the_confirmation_it_used_up() -> None:
+async def test_id6_adapter_keeps_nothing_a_retry_asks_identity_again() -> None:
+    """Any instance may take the retry (issue 13): identity answers it, not this process."""
     calls: list[str] = []
 
     def identity(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
-        confirmed = len(calls) == 1  # identity answers "not confirmed" once used up
         return httpx.Response(200, json={"status": "mtan", "customer_id": "anna",
-            "purpose": "bank_details_change", "reference": "AS-1:abc", "confirmed": confirmed,
+            "purpose": "bank_details_change", "reference": "AS-1:abc", "confirmed": True,
             "confirmed_at": "2027-01-05T11:59:00+00:00"})  # fmt: skip
 
-    service = adapter(identity)
-    first = await service.confirmation("anna", "m-7", "AS-1:abc")
-    again = await service.confirmation("anna", "m-7", "AS-1:abc")
+    first = await adapter(identity).confirmation("anna", "m-7", "AS-1:abc")
+    again = await adapter(identity).confirmation("anna", "m-7", "AS-1:abc")
     assert first == again
     assert first is not None
     assert first.confirmed
-    assert calls == ["/internal/identity/mtans/m-7/consume"]
-    other = await service.confirmation("anna", "m-7", "AS-1:other")
-    assert other is not None
-    assert not other.confirmed  # only exactly the same change
+    assert calls == ["/internal/identity/mtans/m-7/consume"] * 2
 
 
 # --------------------------------------------------------------------------- routes

@@ -879,7 +879,12 @@ class Identity:
 
     async def consume_mtan(self, command: c.ConsumeMtan, uow: IdentityUnitOfWork) -> Outcome:
         """ID-6, for other services: what the mTAN confirms. A confirmed one for exactly
-        this customer and reference is used up by this call (single use)."""
+        this customer and reference is used up by this call: it confirms that one change
+        only, never another reference nor identity's own operations. Asking again for the
+        same customer and reference (the caller's retry: its transaction rolled back or its
+        process died after we answered, or another instance of it asks) answers the same
+        confirmation while it is fresh - the caller keys its change by the mTAN id, so the
+        answer cannot make a second change."""
         now = self.wall.now()
         code = await uow.codes.get(command.mtan_id)
         if (
@@ -888,12 +893,13 @@ class Identity:
             or code.customer_id != command.customer_id
         ):
             raise IdentityError(Reason.NOT_FOUND, "unknown mTAN")
+        same_change = hmac.compare_digest(code.reference, command.reference)
         confirmed = (
             code.confirmed_at is not None
-            and code.consumed_at is None
+            and (code.consumed_at is None or same_change)
             and now - code.confirmed_at <= rules.MTAN_CONFIRMATION_VALIDITY
         )
-        if confirmed and hmac.compare_digest(code.reference, command.reference):
+        if confirmed and same_change and code.consumed_at is None:
             code.consumed_at = now
             await uow.codes.save(code)
         return Outcome("mtan", {

@@ -222,7 +222,12 @@ async def test_id4_lockout_same_answers_and_id5_id6_sms_login_and_mtan_for_other
         again = await http.post(
             f"/internal/identity/mtans/{mtan_id}/consume", json=consume, headers=contracts
         )
-        assert again.json()["confirmed"] is False  # single use
+        assert again.json() == used.json()  # a retry of the same change: the same answer
+        other = await http.post(
+            f"/internal/identity/mtans/{mtan_id}/consume",
+            json=consume | {"reference": "pol:other"}, headers=contracts,
+        )  # fmt: skip
+        assert other.json()["confirmed"] is False  # used up: it confirms no other change
         anonymous = await http.post(f"/internal/identity/mtans/{mtan_id}/consume", json=consume)
         assert anonymous.status_code == 401
         assert json.dumps(asked.json()).find(code) == -1  # the code never leaves by HTTP

@@ -304,9 +304,11 @@ async def test_id6_an_mtan_confirms_one_operation_with_its_parameters_once(world
                            c.ConsumeMtan(customer, mtan_id, reference))  # fmt: skip
     assert used.data["confirmed"] is True
     assert used.data["purpose"] == "bank_details_change"
-    twice = await world.run(world.identity.consume_mtan,
-                            c.ConsumeMtan(customer, mtan_id, reference))  # fmt: skip
-    assert twice.data["confirmed"] is False
+    retried = await world.run(world.identity.consume_mtan,
+                              c.ConsumeMtan(customer, mtan_id, reference))  # fmt: skip
+    assert retried.data == used.data  # the caller's retry: the same change, the same answer
+    another = await world.run(world.identity.consume_mtan, c.ConsumeMtan(customer, mtan_id, "x"))
+    assert another.data["confirmed"] is False  # used up: it confirms no other change
     with pytest.raises(IdentityError):
         await world.run(world.identity.consume_mtan, c.ConsumeMtan("someone", mtan_id, reference))
 
@@ -314,6 +316,18 @@ async def test_id6_an_mtan_confirms_one_operation_with_its_parameters_once(world
 async def test_id6_a_confirmation_is_valid_five_minutes(world: World) -> None:
     customer = await two_factor_world(world)
     mtan_id = await world.confirmed_mtan(customer, "bank_details_change", "ref")
+    world.advance(minutes=5, seconds=1)
+    late = await world.run(world.identity.consume_mtan, c.ConsumeMtan(customer, mtan_id, "ref"))
+    assert late.data["confirmed"] is False
+
+
+async def test_id6_a_used_mtan_answers_a_retry_of_its_change_only_while_fresh(
+    world: World,
+) -> None:
+    customer = await two_factor_world(world)
+    mtan_id = await world.confirmed_mtan(customer, "bank_details_change", "ref")
+    used = await world.run(world.identity.consume_mtan, c.ConsumeMtan(customer, mtan_id, "ref"))
+    assert used.data["confirmed"] is True
     world.advance(minutes=5, seconds=1)
     late = await world.run(world.identity.consume_mtan, c.ConsumeMtan(customer, mtan_id, "ref"))
     assert late.data["confirmed"] is False

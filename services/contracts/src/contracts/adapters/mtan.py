@@ -20,9 +20,10 @@ What identity answers becomes:
   timeouts, connection errors, unreadable bodies: `MtanUnavailable` (the API answers 503).
 
 A transaction of contracts that is retried after identity consumed the mTAN (a
-serialization conflict) asks again: the confirmation this process received is kept for
-the mTAN's confirmation window and answered again for exactly the same customer, mTAN
-and reference. That cannot make a second change: the change is keyed by the mTAN id.
+serialization conflict, the process killed before it committed, the client's retry landing
+on another instance) asks identity again: identity answers the same confirmation to the
+same customer and reference while it is fresh, so nothing is kept in this process. That
+cannot make a second change: the change is keyed by the mTAN id.
 
 Nothing here logs codes, IBANs or personal data: only statuses and mTAN ids.
 """
@@ -36,12 +37,9 @@ from urllib.parse import quote
 
 import httpx
 from servicekit.auth import basic_authorization
-from servicekit.clock import Clock, SystemClock
 from servicekit.logging import get_logger
 
 from contracts.domain.mtan import (
-    MTAN_CLOCK_SKEW,
-    MTAN_CONFIRMATION_MAX_AGE,
     MtanChallenge,
     MtanConfirmation,
     MtanRefused,
@@ -90,14 +88,10 @@ class IdentityApiSettings:
 
 
 class IdentityMtanService:
-    def __init__(
-        self, http: httpx.AsyncClient, settings: IdentityApiSettings, wall: Clock | None = None
-    ) -> None:
+    def __init__(self, http: httpx.AsyncClient, settings: IdentityApiSettings) -> None:
         self._http = http
         self._settings = settings
-        self._wall = wall or SystemClock()
         self._authorization = basic_authorization(settings.system, settings.secret)
-        self._consumed: dict[tuple[str, str, str], MtanConfirmation] = {}
 
     async def request(self, customer_id: str, purpose: str, reference: str) -> MtanChallenge:
         body = {"customer_id": customer_id, "purpose": purpose, "reference": reference}
@@ -124,10 +118,6 @@ class IdentityMtanService:
     async def confirmation(
         self, customer_id: str, mtan_id: str, reference: str
     ) -> MtanConfirmation | None:
-        key = (customer_id, mtan_id, reference)
-        kept = self._kept(key)
-        if kept is not None:
-            return kept
         path = f"/internal/identity/mtans/{quote(mtan_id, safe='')}/consume"
         response = await self._post(path, {"customer_id": customer_id, "reference": reference})
         if response.status_code == 404:
@@ -144,20 +134,7 @@ class IdentityMtanService:
             )  # fmt: skip
         except (KeyError, ValueError) as error:
             raise self._unavailable("consume", response.status_code) from error
-        if confirmation.confirmed and confirmation.reference == reference:
-            self._keep(key, confirmation)
         return confirmation
-
-    def _kept(self, key: tuple[str, str, str]) -> MtanConfirmation | None:
-        now = self._wall.now()
-        for old, kept in list(self._consumed.items()):
-            at = kept.confirmed_at
-            if at is None or now - at > MTAN_CONFIRMATION_MAX_AGE + MTAN_CLOCK_SKEW:
-                del self._consumed[old]
-        return self._consumed.get(key)
-
-    def _keep(self, key: tuple[str, str, str], confirmation: MtanConfirmation) -> None:
-        self._consumed[key] = confirmation
 
     async def _post(self, path: str, body: dict[str, str]) -> httpx.Response:
         url = self._settings.base_url.rstrip("/") + path
