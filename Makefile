@@ -46,6 +46,7 @@ lint: tools
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy -p servicekit -p contracts_schemas $(addprefix -p ,$(SERVICES))
+	MYPYPATH=tests:services/notifier/tests $(UV) run mypy --follow-imports=silent -p chaos
 	$(UV) run python -m contracts_schemas.export --check
 	$(UV) run python -m servicekit.asyncapi_cli --check $(STREAMING)
 	@$(PLATFORM) ensure-prometheus
