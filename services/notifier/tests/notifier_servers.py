@@ -128,6 +128,19 @@ class SmtpServer:
     port: int
     handler: RecordingHandler
     server: asyncio.base_events.Server
+    #: Every session the server accepted (aiosmtpd protocol instances).
+    sessions: list[SMTP] = field(default_factory=list)
+
+    def drop_connections(self) -> int:
+        """Close every open session from the server's side (an MTA's idle timeout, a
+        restart); returns how many were open."""
+        open_ = [
+            s for s in self.sessions if s.transport is not None and not s.transport.is_closing()
+        ]
+        for session in open_:
+            assert session.transport is not None
+            session.transport.close()
+        return len(open_)
 
     async def stop(self) -> None:
         self.server.close()
@@ -145,8 +158,10 @@ async def start_smtp(
     loop = asyncio.get_running_loop()
     sock = free_socket()
 
+    sessions: list[SMTP] = []
+
     def factory() -> SMTP:
-        return NoDelaySMTP(
+        session = NoDelaySMTP(
             handler,
             hostname="localhost",
             tls_context=tls_context,
@@ -155,9 +170,11 @@ async def start_smtp(
             auth_required=require_auth,
             auth_require_tls=True,
         )
+        sessions.append(session)
+        return session
 
     server = await loop.create_server(factory, sock=sock, ssl=implicit_tls)
-    return SmtpServer(port=sock.getsockname()[1], handler=handler, server=server)
+    return SmtpServer(port=sock.getsockname()[1], handler=handler, server=server, sessions=sessions)
 
 
 # ------------------------------------------------------- SMS provider stand-in

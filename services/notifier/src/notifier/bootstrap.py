@@ -47,6 +47,8 @@ class Service:
     http: httpx.AsyncClient
     #: Loops the entrypoints add (the delivery worker).
     workers: list[Loop] = field(default_factory=list)
+    #: The configured channels (None when a test or benchmark passed its own channel).
+    router: ChannelRouter | None = None
 
     def loops(self) -> list[Loop]:
         """The stream's subscribers, their consumer lag and the workers. No outbox relay:
@@ -57,6 +59,9 @@ class Service:
         ]
 
     async def close(self) -> None:
+        """After the loops stopped: the SMTP sessions, the HTTP client, the runtime."""
+        if self.router is not None:
+            await self.router.close()
         await self.http.aclose()
         await self.runtime.close()
 
@@ -89,14 +94,17 @@ async def build(
         PostgresNotifierUnitOfWork
     )
     http = httpx.AsyncClient()
+    router = None
+    if channel is None:
+        router = channel = channels(settings, http, runtime.clock)
     intake = Intake(clock=runtime.clock, renderer=Renderer(settings.rendering()))
     dispatch = Dispatch(
         clock=runtime.clock,
-        channels=channel or channels(settings, http, runtime.clock),
+        channels=channel,
         policy=settings.retry_policy(),
         limits=DEFAULT_RATE_LIMITS if settings.rate_limits_enabled else None,
         # Backoff jitter, not security: a seeded PRNG is what the domain expects.
         random=random.Random().random,  # noqa: S311
     )
     stream = runtime.stream(transactions)
-    return Service(runtime, settings, transactions, stream, intake, dispatch, http)
+    return Service(runtime, settings, transactions, stream, intake, dispatch, http, router=router)

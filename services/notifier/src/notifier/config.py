@@ -40,6 +40,10 @@ class NotifierSettings(ServiceSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     smtp_validate_certs: bool = True
     smtp_cert_bundle: str | None = None
+    #: Persistent sessions to the relay (a pool per relay host; sends beyond it wait).
+    smtp_pool_size: int = Field(default=8, ge=1, le=256)
+    smtp_pool_idle_seconds: float = Field(default=60.0, gt=0)
+    smtp_session_max_messages: int = Field(default=100, ge=1)
 
     # --- SMS through the provider's HTTP API (Vonage Messages API shape): off unless set
     sms_base_url: str | None = None
@@ -120,6 +124,9 @@ class NotifierSettings(ServiceSettings):
             timeout=self.smtp_timeout_seconds,
             validate_certs=self.smtp_validate_certs,
             cert_bundle=self.smtp_cert_bundle,
+            pool_size=self.smtp_pool_size,
+            pool_idle_seconds=self.smtp_pool_idle_seconds,
+            session_max_messages=self.smtp_session_max_messages,
         )
 
     def sms(self) -> VonageSmsSettings | None:

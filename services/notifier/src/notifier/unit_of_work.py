@@ -8,8 +8,9 @@ plain Python objects for unit tests; both keep the same promises:
   event, recipient and channel) and logs `queued` for what was new, atomically;
 - `deliveries.claim_due` hands out each due row to one claimer only (PostgreSQL:
   `FOR UPDATE SKIP LOCKED`); `rate_buckets.lock` serialises NT-6 decisions per bucket;
-- `deliveries.record_result` is fenced on the attempt (status `sending`, attempts,
-  replays): a late result of an attempt that was taken over changes nothing;
+- `deliveries.record_results` writes a round of outcomes at once, each fenced on its
+  attempt (status `sending`, attempts, replays): a late result of an attempt that was
+  taken over changes nothing;
 - every transition of a delivery is appended to the delivery log in the same transaction.
 """
 
@@ -47,6 +48,24 @@ class ClaimedRow:
 
     claimed: Claimed
     rendered: RenderedMessage | None
+
+
+#: An attempt: message key, attempts, replays (what a result is fenced on).
+AttemptId = tuple[str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """The outcome of one attempt, to be written fenced on the attempt (`before`)."""
+
+    before: Delivery
+    after: Delivery
+    message: OutgoingMessage
+    detail: str | None
+
+    @property
+    def attempt(self) -> AttemptId:
+        return (self.before.message_key, self.before.attempts, self.before.replays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +140,10 @@ class DeliveryRepository(Protocol):
         """Write the decided transitions of claimed rows, and log them."""
         ...
 
-    async def record_result(
-        self, before: Delivery, after: Delivery, message: OutgoingMessage, detail: str | None
-    ) -> bool:
-        """The outcome of an attempt, fenced on the attempt; False if it was taken over."""
+    async def record_results(self, results: Sequence[AttemptResult]) -> set[AttemptId]:
+        """The outcomes of attempts, each fenced on its attempt, with their log entries;
+        returns the attempts written (one that was taken over is not; a round may hold a
+        late outcome and the current one of the same key)."""
         ...
 
     async def for_replay(self, message_key: str) -> Replayable | None:

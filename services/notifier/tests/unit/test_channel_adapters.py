@@ -19,7 +19,7 @@ from notifier.adapters.channel import (
     PermanentSendError,
     RetryableSendError,
 )
-from notifier.adapters.email_smtp import SmtpSettings, build_email, message_id_for
+from notifier.adapters.email_smtp import SmtpSettings, build_email, email_bytes, message_id_for
 from notifier.adapters.sms_http import (
     VonageSmsChannel,
     VonageSmsSettings,
@@ -232,3 +232,41 @@ async def test_nt1_a_missing_channel_is_a_retryable_configuration_error(ev, logi
 
     with pytest.raises(RetryableSendError, match="no sms channel"):
         await ChannelRouter({}).send(message, rendered)
+
+
+def test_nt1_email_wire_bytes_are_seven_bit_crlf_and_parse_back_to_the_rendered_text(ev, renderer):
+    (message,) = plan_messages(ev.claim_status(), ev.view())
+    rendered = renderer.render(message)
+    settings = SmtpSettings(
+        host="smtp.test", from_address="noreply@portal.example", from_name="Meine Allianz – Köln"
+    )
+
+    raw = email_bytes(message, rendered, settings, date=ev.now)
+
+    assert raw is not None
+    assert raw.isascii()
+    lines = raw.split(b"\r\n")
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in lines) <= 78
+    parsed = message_from_bytes(raw, policy=default_policy)
+    assert parsed.defects == []
+    assert str(parsed["From"]) == "Meine Allianz – Köln <noreply@portal.example>"
+    assert str(parsed["Subject"]) == rendered.subject
+    assert parsed["Content-Language"] == "de"
+    plain = parsed.get_body(preferencelist=("plain",))
+    html = parsed.get_body(preferencelist=("html",))
+    assert plain is not None
+    assert html is not None
+    assert plain.get_content().replace("\r\n", "\n") == rendered.text
+    assert rendered.html is not None
+    # A MIME part ends with a line break (the stdlib builder adds it as well).
+    assert html.get_content().replace("\r\n", "\n") == rendered.html.rstrip("\n") + "\n"
+
+
+def test_nt1_a_line_break_in_a_header_value_is_refused_not_sent(ev, renderer):
+    (message,) = plan_messages(ev.claim_status(), ev.view())
+    rendered = renderer.render(message).model_copy(update={"subject": "Betreff\r\nBcc: x@y.z"})
+    settings = SmtpSettings(host="smtp.test", from_address="noreply@portal.example")
+
+    with pytest.raises(ValueError, match="line breaks"):
+        email_bytes(message, rendered, settings, date=ev.now)

@@ -247,3 +247,24 @@ async def test_ops1_operators_read_deliveries_newest_first_and_counts(ev):
     assert await h.deliveries(limit=1) == [first]
     counts = await h.transactions.execute(reports.delivery_counts, None)
     assert counts == {"email": {"queued": 2}}
+
+
+async def test_nt4_a_round_of_outcomes_is_recorded_at_once_each_fenced_on_its_attempt(ev):
+    """The worker's group commit: one `record_all` for the outcomes of a round; an attempt
+    that was taken over meanwhile is not written, the others are."""
+    h = handlers(ev.now)
+    await queued_claim_notice(h, ev)
+    (lost,) = await h.claim()
+    h.clock.advance(POLICY.sending_lease)
+    assert await h.claim() == []  # recovered: the lost attempt was taken over
+    (record,) = await h.deliveries()
+    assert record.delivery.next_attempt_at is not None
+    h.clock.set(record.delivery.next_attempt_at)
+    (current,) = await h.claim()
+    late, fresh = await h.send(lost), await h.send(current)
+
+    written = await h.transactions.execute(h.dispatch.record_all, [late, fresh])
+
+    assert written == [False, True]
+    (sent,) = await h.deliveries()
+    assert sent.delivery.status is DeliveryStatus.SENT

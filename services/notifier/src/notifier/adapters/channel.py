@@ -71,3 +71,10 @@ class ChannelRouter:
             # Configuration, not the message: retry so that a fixed deployment sends it.
             raise RetryableSendError(f"no {message.channel.value} channel configured")
         return await channel.send(message, rendered)
+
+    async def close(self) -> None:
+        """Release what the channels hold open (the SMTP session pool)."""
+        for channel in self._channels.values():
+            close = getattr(channel, "close", None)
+            if close is not None:
+                await close()

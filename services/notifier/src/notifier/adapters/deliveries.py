@@ -9,8 +9,9 @@ Concurrency (several instances):
 - a worker claims rows with `FOR UPDATE SKIP LOCKED` (two workers never claim the same
   row) and marks them SENDING with a lease in the same transaction;
 - rate-limit buckets are serialised with transaction-scoped advisory locks;
-- results are written fenced on (status = sending, attempts, replays): a worker whose
-  lease ran out and whose delivery was taken over cannot overwrite the newer attempt.
+- results are written a round at a time, each fenced on (status = sending, attempts,
+  replays): a worker whose lease ran out and whose delivery was taken over cannot
+  overwrite the newer attempt.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from servicekit.db import Connection
 from notifier.domain.delivery import Delivery, DeliveryStatus, needs_scrub
 from notifier.domain.dispatch import Claimed, Step
 from notifier.domain.messages import OutgoingMessage, RenderedMessage
-from notifier.unit_of_work import ClaimedRow, LogEntry, NewDelivery, Replayable
+from notifier.unit_of_work import (
+    AttemptId,
+    AttemptResult,
+    ClaimedRow,
+    LogEntry,
+    NewDelivery,
+    Replayable,
+)
 
 DELIVERY_COLUMNS = (
     "message_key, status, updated_at, not_after, attempts, next_attempt_at, lease_until,"
@@ -115,19 +123,26 @@ FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestampt
 WHERE d.message_key = u.message_key
 """
 
-_RECORD_RESULT = """
+_RECORD_RESULTS = """
 WITH updated AS (
-    UPDATE deliveries SET
-        status = $4, next_attempt_at = $5, lease_until = NULL, last_error = $6,
-        provider_ref = coalesce($7, provider_ref), updated_at = $8,
-        rendered = CASE WHEN $9 THEN NULL ELSE rendered END,
-        message = CASE WHEN $9 THEN jsonb_set(message, '{context}', '{}') ELSE message END
-    WHERE message_key = $1 AND status = 'sending' AND attempts = $2 AND replays = $3
-    RETURNING message_key, attempts
+    UPDATE deliveries AS d SET
+        status = u.status, next_attempt_at = u.next_attempt_at, lease_until = NULL,
+        last_error = u.last_error, provider_ref = coalesce(u.provider_ref, d.provider_ref),
+        updated_at = u.updated_at,
+        rendered = CASE WHEN u.scrub THEN NULL ELSE d.rendered END,
+        message = CASE WHEN u.scrub THEN jsonb_set(d.message, '{context}', '{}') ELSE d.message END
+    FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::timestamptz[], $6::text[],
+                $7::text[], $8::timestamptz[], $9::bool[], $10::text[])
+         AS u(message_key, attempts, replays, status, next_attempt_at, last_error,
+              provider_ref, updated_at, scrub, detail)
+    WHERE d.message_key = u.message_key
+      AND d.status = 'sending' AND d.attempts = u.attempts AND d.replays = u.replays
+    RETURNING d.message_key, d.attempts, d.replays, u.status, u.updated_at, u.detail
+), logged AS (
+    INSERT INTO delivery_log (message_key, status, at, attempt, detail)
+    SELECT message_key, status, updated_at, attempts, detail FROM updated ORDER BY message_key
 )
-INSERT INTO delivery_log (message_key, status, at, attempt, detail)
-SELECT message_key, $4, $8, attempts, $10 FROM updated
-RETURNING id
+SELECT message_key, attempts AS attempt, replays FROM updated
 """
 
 
@@ -192,25 +207,26 @@ class PostgresDeliveries:
             [LogEntry(s.after.message_key, s.log, now, s.after.attempts, s.detail) for s in steps]
         )
 
-    async def record_result(
-        self, before: Delivery, after: Delivery, message: OutgoingMessage, detail: str | None
-    ) -> bool:
-        """One statement: the row and its log entry, right after the provider answered
-        (this is what keeps the crash window as small as it can be)."""
-        written = await self._conn.fetchval(
-            _RECORD_RESULT,
-            before.message_key,
-            before.attempts,
-            before.replays,
-            after.status.value,
-            after.next_attempt_at,
-            after.last_error,
-            after.provider_ref,
-            after.updated_at,
-            needs_scrub(message, after.status),
-            detail,
+    async def record_results(self, results: Sequence[AttemptResult]) -> set[AttemptId]:
+        """One statement for a round of outcomes: the rows and their log entries, right
+        after the providers answered (this is what keeps the crash window small)."""
+        if not results:
+            return set()
+        ordered = sorted(results, key=lambda r: r.before.message_key)  # one lock order
+        rows = await self._conn.fetch(
+            _RECORD_RESULTS,
+            [r.before.message_key for r in ordered],
+            [r.before.attempts for r in ordered],
+            [r.before.replays for r in ordered],
+            [r.after.status.value for r in ordered],
+            [r.after.next_attempt_at for r in ordered],
+            [r.after.last_error for r in ordered],
+            [r.after.provider_ref for r in ordered],
+            [r.after.updated_at for r in ordered],
+            [needs_scrub(r.message, r.after.status) for r in ordered],
+            [r.detail for r in ordered],
         )
-        return written is not None
+        return {(row["message_key"], row["attempt"], row["replays"]) for row in rows}
 
     async def for_replay(self, message_key: str) -> Replayable | None:
         row = await self._conn.fetchrow(

@@ -19,6 +19,8 @@ from notifier.domain.delivery import Delivery, DeliveryStatus, needs_scrub
 from notifier.domain.dispatch import Claimed, Step
 from notifier.domain.messages import OutgoingMessage, RenderedMessage, masked_recipient
 from notifier.unit_of_work import (
+    AttemptId,
+    AttemptResult,
     ClaimedRow,
     DeliveryRecord,
     LogEntry,
@@ -118,7 +120,14 @@ class InMemoryDeliveries:
                 LogEntry(step.after.message_key, step.log, now, step.after.attempts, step.detail)
             )
 
-    async def record_result(
+    async def record_results(self, results: Sequence[AttemptResult]) -> set[AttemptId]:
+        return {
+            r.attempt
+            for r in results
+            if self._record_result(r.before, r.after, r.message, r.detail)
+        }
+
+    def _record_result(
         self, before: Delivery, after: Delivery, message: OutgoingMessage, detail: str | None
     ) -> bool:
         row = self.rows.get(before.message_key)

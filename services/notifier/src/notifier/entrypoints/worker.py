@@ -2,15 +2,19 @@
 
 It keeps up to `concurrency` sends in flight and claims only what it can start at once,
 so a lease never ticks while a message waits in a local queue. Each attempt: `claim`
-(one transaction) -> `send` (no transaction) -> `record` (one transaction, right after the
-provider answered). On stop it claims nothing more and lets the sends in flight finish
-and be recorded (they are bounded by the channels' timeouts).
+(one transaction) -> `send` (no transaction) -> record (one transaction, right after the
+provider answered). Recording is a group commit: an outcome is written at once when no
+write is running; outcomes that complete while one runs are written together in the next
+round, in one statement (`Dispatch.record_all`) - no outcome waits for more than the write
+before it. On stop it claims nothing more and lets the sends in flight finish and be
+recorded (they are bounded by the channels' timeouts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
@@ -39,6 +43,8 @@ class DeliveryWorker:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self._refill_at = max(1, concurrency // 2)
+        self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._writing = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         in_flight: set[asyncio.Task[Outcome | None]] = set()
@@ -84,21 +90,47 @@ class DeliveryWorker:
             return None
 
     async def _record(self, outcome: Outcome) -> bool:
+        """Group commit: join the next round; the first waiter to get the lock writes every
+        outcome pending by then in one transaction."""
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, written))
+        async with self._writing:
+            if not written.done():
+                round_, self._pending = self._pending, []
+                await self._write_round(round_)
+        return await written
+
+    async def _write_round(self, round_: list[tuple[Outcome, asyncio.Future[bool]]]) -> None:
+        try:
+            results = await self._write([outcome for outcome, _ in round_])
+        except Exception as error:
+            for _, future in round_:
+                future.set_exception(error)
+            return
+        except BaseException:
+            # This writer was cancelled: the next waiter writes the round.
+            self._pending[:0] = round_
+            raise
+        for (_, future), result in zip(round_, results, strict=True):
+            future.set_result(result)
+
+    async def _write(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Record right away; ride out a short database outage rather than widen the crash
-        window: give up only when the lease is about to run out."""
-        lease_until = outcome.before.lease_until
-        assert lease_until is not None
-        key = outcome.message.message_key
+        window: give up only when the first lease of the round is about to run out."""
+        leases = [o.before.lease_until for o in outcomes]
+        assert all(lease is not None for lease in leases)
+        lease_until = min(lease for lease in leases if lease is not None)
         pause = 0.1
         while True:
             try:
-                return await self.transactions.execute(self.dispatch.record, outcome)
+                return await self.transactions.execute(self.dispatch.record_all, outcomes)
             except _DB_TROUBLE as trouble:
                 left = lease_until - self.dispatch.clock.now()
                 if left < timedelta(seconds=pause * 2):
-                    log.error("result_not_recorded", message_key=key)
+                    keys = [o.message.message_key for o in outcomes]
+                    log.error("result_not_recorded", message_keys=keys)
                     raise
-                log.warning("record_retrying", message_key=key, error=repr(trouble))
+                log.warning("record_retrying", outcomes=len(outcomes), error=repr(trouble))
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
 

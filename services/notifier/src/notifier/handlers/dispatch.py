@@ -9,8 +9,9 @@ An attempt spans two transactions with the provider call between them, never ins
    lease. Committed before any provider is called.
 2. `send` (no transaction): the channel sends; the outcome is decided by the state machine
    (sent, failed with the next attempt, dead, expired).
-3. `record` (one transaction, right after the provider answered): the outcome and its log
-   entry, fenced on the attempt; False when the attempt was taken over meanwhile.
+3. `record_all` (one transaction, right after the providers answered): the outcomes that
+   completed meanwhile and their log entries in one statement, each fenced on its attempt;
+   False for an attempt that was taken over meanwhile. `record` is the same for one.
 
 `replay`: a dead letter back to the queue with a fresh attempt budget (same key).
 """
@@ -18,6 +19,7 @@ An attempt spans two transactions with the provider call between them, never ins
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,7 +34,7 @@ from notifier.domain.guard import SensitiveContentError
 from notifier.domain.messages import OutgoingMessage, RenderedMessage
 from notifier.domain.ratelimit import RateLimits, bucket_of
 from notifier.metrics import SEND_SECONDS, TRANSITIONS
-from notifier.unit_of_work import DeliveryRecord, NotifierUnitOfWork
+from notifier.unit_of_work import AttemptResult, DeliveryRecord, NotifierUnitOfWork
 
 log = get_logger(__name__)
 
@@ -168,9 +170,15 @@ class Dispatch:
 
     async def record(self, outcome: Outcome, uow: NotifierUnitOfWork) -> bool:
         """Write the outcome, fenced on the attempt; False when it was taken over."""
-        return await uow.deliveries.record_result(
-            outcome.before, outcome.after, outcome.message, outcome.detail
-        )
+        (written,) = await self.record_all([outcome], uow)
+        return written
+
+    async def record_all(self, outcomes: Sequence[Outcome], uow: NotifierUnitOfWork) -> list[bool]:
+        """Write a round of outcomes at once, each fenced on its attempt; per outcome,
+        False when its attempt was taken over."""
+        results = [AttemptResult(o.before, o.after, o.message, o.detail) for o in outcomes]
+        written = await uow.deliveries.record_results(results)
+        return [r.attempt in written for r in results]
 
     def recorded(self, outcome: Outcome, written: bool) -> None:
         """Count and log a committed outcome."""
