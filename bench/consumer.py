@@ -15,6 +15,9 @@ write the inbox rows (consumer, CloudEvents source#id) and one effect row per fr
   handler on the PostgreSQL unit of work, then the offset commit) with a trivial
   projection handler that writes the same effect rows in one statement per batch.
 
+Every event carries a `traceparent` of its own, as real traffic does (one trace per
+request upstream): the subject links its batch span to them, the baseline ignores them.
+
 Each side runs in a schema of its own; the two alternate (baseline, subject, twice) and
 the faster of each side's two runs is kept, so a burst of load on the shared machine hurts
 one run rather than the figure. The timer starts once the group assigned the partitions.
@@ -33,16 +36,18 @@ from typing import Any, cast
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 from contracts_schemas.base import Contract
+from contracts_schemas.cloudevents import encode
 from contracts_schemas.contracts import PremiumPaid
 from servicekit.db import Connection
 from servicekit.eventstore import EventStore
-from servicekit.kafka import at_least_once_consumer, ensure_topics
+from servicekit.kafka import Headers, at_least_once_consumer, ensure_topics
 from servicekit.postgres import PostgresUnitOfWork, postgres_transactions
 from servicekit.settings import ServiceSettings
 from servicekit.stream import EventStream, InboxConsumer
 from servicekit.testing import unique
 
 from bench.common import (
+    SOURCE,
     BenchFailure,
     PremiumPaidFactory,
     Row,
@@ -91,6 +96,25 @@ class _Watch:
 
     def stop(self) -> Timed:
         return Timed(time.perf_counter() - self.wall, time.process_time() - self.cpu)
+
+
+class TracedPremiumPaid(PremiumPaidFactory):
+    """The shared factory's records, each with a trace context of its own."""
+
+    def record(self, i: int) -> tuple[bytes, bytes, Headers]:
+        key, value, headers = super().record(i)
+        return key, value, [*headers, ("traceparent", self.traceparent(i).encode())]
+
+    @staticmethod
+    def traceparent(i: int) -> str:
+        return f"00-{i + 1:032x}-{i + 1:016x}-01"
+
+    def _check(self) -> None:
+        """The records are byte for byte what `encode` makes of the model and its trace."""
+        for i in (0, 1, 77_777):
+            _key, value, headers = self.record(i)
+            expected = encode(self.model(i), SOURCE, self.traceparent(i))
+            assert (value, headers) == (expected.data, expected.headers())
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,7 +247,7 @@ async def _check(pool: asyncpg.Pool, expected: int, who: str) -> None:
 async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
     topic, warm_topic = unique("bench_consumer"), unique("bench_consumer_warm")
     await ensure_topics(bootstrap, [topic, warm_topic])
-    factory = PremiumPaidFactory()
+    factory = TracedPremiumPaid()
     await fill_topic(bootstrap, warm_topic, factory, WARM)
     say(f"consumer: producing {events} PremiumPaid events")
     await fill_topic(bootstrap, topic, factory, events, first=WARM)
