@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -200,7 +201,12 @@ async def serve_service(service: S, http_app: Callable[[S], FastAPI]) -> None:
     """`<service> serve`: the HTTP API and the service's loops until SIGTERM; then close."""
     settings = service.runtime.settings
     try:
-        await serve(http_app(service), settings.http_host, settings.http_port, service.loops())
+        app = http_app(service)
+        # What start-up built (modules, the app, the service) lives as long as the process:
+        # frozen, no full collection walks it again. Measured: a quarter of a consumer's
+        # CPU went into collections walking start-up objects.
+        gc.freeze()
+        await serve(app, settings.http_host, settings.http_port, service.loops())
     finally:
         await service.close()
 
