@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -107,9 +106,7 @@ async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicP
     ]
 
 
-CREATE_TOPICS_VARIABLE = "PORTAL_KAFKA_CREATE_TOPICS"
-_FALSE = frozenset({"0", "false", "no", "off"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
+CREATE_TOPICS_VARIABLE = "PORTAL_KAFKA_CREATE_TOPICS"  # ServiceSettings.kafka_create_topics
 
 
 class MissingTopicsError(RuntimeError):
@@ -124,34 +121,21 @@ class MissingTopicsError(RuntimeError):
         )
 
 
-def topic_creation_allowed(env: Mapping[str, str] | None = None) -> bool:
-    """`PORTAL_KAFKA_CREATE_TOPICS`: true (the default: local, dev, tests) lets a service
-    create the topics it lacks; false (the Helm chart) only checks that they exist."""
-    raw = (os.environ if env is None else env).get(CREATE_TOPICS_VARIABLE, "true")
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{CREATE_TOPICS_VARIABLE}={raw!r}: true or false expected")
-
-
 async def ensure_topics(
     bootstrap: str,
     topics: Sequence[str],
     partitions: int = 3,
     replication: int | None = None,
     *,
-    create: bool | None = None,
+    create: bool = True,
 ) -> None:
     """Make sure the topics exist (idempotent).
 
-    Missing ones are created when `create` (default: `topic_creation_allowed()`), with
+    Missing ones are created when `create` (a service passes its `kafka_create_topics`), with
     `replication` replicas or, when None, the cluster's `default.replication.factor` (1 on
     a dev broker, 3 on the replicated cluster). Otherwise a missing topic raises
     `MissingTopicsError` naming every one of them.
     """
-    allowed = topic_creation_allowed() if create is None else create
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -159,7 +143,7 @@ async def ensure_topics(
         missing = [t for t in dict.fromkeys(topics) if t not in existing]
         if not missing:
             return
-        if not allowed:
+        if not create:
             raise MissingTopicsError(missing)
         factor = replication if replication is not None else await _default_replication(admin)
         with contextlib.suppress(TopicAlreadyExistsError):

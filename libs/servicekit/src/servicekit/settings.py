@@ -19,6 +19,9 @@ class ServiceSettings(BaseSettings):
     database_schema: str | None = None
     database_pool_max: int = Field(default=10, ge=1)
     kafka_bootstrap: str = "127.0.0.1:19092"
+    # KAFKA-1: may this service create the topics it lacks? True locally and in tests; false
+    # where an operator owns the topics (the Helm chart: Strimzi's KafkaTopic resources).
+    kafka_create_topics: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     jwks_url: str | None = None

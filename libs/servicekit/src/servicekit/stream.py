@@ -432,7 +432,9 @@ class EventStream(Generic[U]):
         return register
 
     async def start(self) -> None:
-        await ensure_topics(self._settings.kafka_bootstrap, self._topics)
+        await ensure_topics(
+            self._settings.kafka_bootstrap, self._topics, create=self._settings.kafka_create_topics
+        )
         await self.broker.start()
         self.started.set()
 

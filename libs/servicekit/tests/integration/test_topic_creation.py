@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from servicekit.kafka import CREATE_TOPICS_VARIABLE, MissingTopicsError, ensure_topics
+from servicekit.kafka import MissingTopicsError, ensure_topics
 from servicekit.testing import unique
 
 pytestmark = pytest.mark.integration
@@ -43,27 +43,23 @@ async def _default_replication(bootstrap: str) -> int:
 
 
 async def test_kafka_1_without_permission_missing_topics_are_named_and_not_created(
-    bootstrap: str, monkeypatch: pytest.MonkeyPatch
+    bootstrap: str,
 ) -> None:
     present, absent_a, absent_b = unique("kt-present"), unique("kt-absent"), unique("kt-absent")
     await ensure_topics(bootstrap, [present])
-    monkeypatch.setenv(CREATE_TOPICS_VARIABLE, "false")
 
     with pytest.raises(MissingTopicsError) as raised:
-        await ensure_topics(bootstrap, [present, absent_a, absent_b])
+        await ensure_topics(bootstrap, [present, absent_a, absent_b], create=False)
 
     assert raised.value.missing == (absent_a, absent_b)
     assert set(await _described(bootstrap, [present, absent_a, absent_b])) == {present}
 
 
-async def test_kafka_1_without_permission_existing_topics_pass(
-    bootstrap: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_kafka_1_without_permission_existing_topics_pass(bootstrap: str) -> None:
     topic = unique("kt-existing")
     await ensure_topics(bootstrap, [topic])
-    monkeypatch.setenv(CREATE_TOPICS_VARIABLE, "false")
 
-    await ensure_topics(bootstrap, [topic])
+    await ensure_topics(bootstrap, [topic], create=False)
 
     assert set(await _described(bootstrap, [topic])) == {topic}
 

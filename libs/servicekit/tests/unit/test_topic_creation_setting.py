@@ -6,26 +6,38 @@ topic is an error naming every missing one."""
 from __future__ import annotations
 
 import pytest
-from servicekit.kafka import CREATE_TOPICS_VARIABLE, MissingTopicsError, topic_creation_allowed
+from servicekit.kafka import CREATE_TOPICS_VARIABLE, MissingTopicsError
+from servicekit.settings import ServiceSettings
 
 
-def test_kafka_1_creation_is_allowed_when_the_setting_is_absent() -> None:
-    assert topic_creation_allowed({}) is True
+def allowed(monkeypatch: pytest.MonkeyPatch, value: str | None) -> bool:
+    if value is not None:
+        monkeypatch.setenv(CREATE_TOPICS_VARIABLE, value)
+    return ServiceSettings().kafka_create_topics
 
 
-@pytest.mark.parametrize("value", ["false", "False", "0", "no", "off", " false "])
-def test_kafka_1_false_forbids_creation(value: str) -> None:
-    assert topic_creation_allowed({CREATE_TOPICS_VARIABLE: value}) is False
+def test_kafka_1_creation_is_allowed_when_the_setting_is_absent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(CREATE_TOPICS_VARIABLE, raising=False)
+    assert allowed(monkeypatch, None) is True
+
+
+@pytest.mark.parametrize("value", ["false", "False", "0", "no", "off"])
+def test_kafka_1_false_forbids_creation(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    assert allowed(monkeypatch, value) is False
 
 
 @pytest.mark.parametrize("value", ["true", "TRUE", "1", "yes", "on"])
-def test_kafka_1_true_allows_creation(value: str) -> None:
-    assert topic_creation_allowed({CREATE_TOPICS_VARIABLE: value}) is True
+def test_kafka_1_true_allows_creation(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    assert allowed(monkeypatch, value) is True
 
 
-def test_kafka_1_an_unreadable_value_is_refused_not_guessed() -> None:
-    with pytest.raises(ValueError, match=CREATE_TOPICS_VARIABLE):
-        topic_creation_allowed({CREATE_TOPICS_VARIABLE: "sometimes"})
+def test_kafka_1_an_unreadable_value_is_refused_not_guessed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValueError, match="kafka_create_topics"):
+        allowed(monkeypatch, "sometimes")
 
 
 def test_kafka_1_the_error_names_every_missing_topic_and_the_setting() -> None:
