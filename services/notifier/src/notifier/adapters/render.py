@@ -30,6 +30,7 @@ from jinja2 import (
     nodes,
     select_autoescape,
 )
+from markupsafe import Markup, escape
 from servicekit.clock import BERLIN, berlin_date
 
 from notifier.domain.guard import ensure_clean
@@ -121,6 +122,30 @@ def eur(cents: int) -> str:
     return f"{sign}{de_int(euros)},{rest:02d} €"
 
 
+_LINKABLE = re.compile(r"https?://[^\s<>\"']+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_TRAILING = ".,:;!?)]"
+_LINK = Markup('<a href="{0}" rel="noopener">{0}</a>')  # format() escapes the value
+_MAILTO = Markup('<a href="mailto:{0}">{0}</a>')
+
+
+def linkify(line: str) -> Markup:
+    """`line` escaped, its URLs and e-mail addresses as links - what Jinja's `urlize`
+    makes of the templates' lines (`rel="noopener"`, `mailto:`), at a fraction of its
+    cost (it tries a dozen patterns on every word)."""
+    out: list[Markup] = []
+    at = 0
+    for found in _LINKABLE.finditer(line):
+        target = found.group(0).rstrip(_TRAILING)
+        out.append(escape(line[at : found.start()]))
+        if "@" in target and "://" not in target:
+            out.append(_MAILTO.format(target))
+        else:
+            out.append(_LINK.format(target))
+        at = found.start() + len(target)
+    out.append(escape(line[at:]))
+    return Markup("").join(out)
+
+
 def claim_status(value: str) -> str:
     return CLAIM_STATUS_LABELS.get(value, CLAIM_STATUS_FALLBACK)
 
@@ -137,6 +162,7 @@ FILTERS: Mapping[str, Any] = {
     "eur": eur,
     "claim_status": claim_status,
     "mtan_purpose": mtan_purpose,
+    "linkify": linkify,
 }
 
 # ---------------------------------------------------------------------- the renderer

@@ -16,6 +16,7 @@ Findings name the rule, never the matched value, so they are safe to log (OPS-2)
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,6 +69,10 @@ def _fold(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+#: The exempt wording is the same large text for every scan of a renderer: fold it once.
+_fold_exempt = functools.lru_cache(maxsize=16)(_fold)
+
+
 def scan(
     text: str,
     withheld: Iterable[str] = (),
@@ -91,8 +96,9 @@ def scan(
         findings.append(Finding("diagnosis", where))
     if _PASSWORD_ASSIGNMENT.search(text):
         findings.append(Finding("password", where))
-    folded = _fold(text)
-    folded_exempt = _fold(exempt)
+    withheld = tuple(withheld)
+    folded = _fold(text) if withheld else ""
+    folded_exempt = _fold_exempt(exempt) if withheld else ""
     for value in withheld:
         needle = _fold(value)
         if len(needle) < MIN_WITHHELD_LENGTH or needle in folded_exempt:
