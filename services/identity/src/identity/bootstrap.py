@@ -63,7 +63,11 @@ def handlers(settings: IdentitySettings, clock: Clock, wall: Clock) -> Identity:
     )  # fmt: skip
 
 
-async def build(settings: IdentitySettings, clock: Clock | None = None) -> Service:
+async def build(
+    settings: IdentitySettings, clock: Clock | None = None, wall: Clock | None = None
+) -> Service:
+    """`clock`: business time (default the runtime's); `wall`: security time - tokens,
+    sessions, codes, throttles - the system clock unless a test passes one it controls."""
     runtime = await Runtime.start(settings, MIGRATIONS, clock)
     cipher = FieldCipher(settings.data_key_bytes())
 
@@ -72,5 +76,5 @@ async def build(settings: IdentitySettings, clock: Clock | None = None) -> Servi
 
     transactions = runtime.transactions(unit_of_work)
     # Tokens, sessions, codes and throttles run on the wall clock, as verifiers do.
-    identity = handlers(settings, runtime.clock, SystemClock())
+    identity = handlers(settings, runtime.clock, wall or SystemClock())
     return Service(runtime, identity, transactions, runtime.stream(transactions), settings)

@@ -27,6 +27,7 @@ from identity.entrypoints.api import create_app
 from identity.entrypoints.stream import subscribe
 from identity_world import PASSWORD, policy_issued
 from servicekit.auth import ServiceCredentials, basic_authorization
+from servicekit.clock import Clock, FixedClock
 from servicekit.db import drop_schema
 from servicekit.kafka import reliable_producer
 from servicekit.testing import publish, read_topic, required_env, unique
@@ -36,8 +37,9 @@ pytestmark = pytest.mark.integration
 
 @asynccontextmanager
 async def identity_service(
-    **extra: Any,
+    wall: Clock | None = None, **extra: Any
 ) -> AsyncIterator[tuple[Service, httpx.AsyncClient, str]]:
+    """`wall`: the security clock (throttles, codes, tokens); the system clock by default."""
     prefix = unique("it") + "."
     settings = IdentitySettings(
         database_url=required_env("PORTAL_DATABASE_URL"),
@@ -47,7 +49,7 @@ async def identity_service(
         service_credentials={"contracts": ServiceCredentials.digest("contracts-secret")},
         data_key=fresh_key(), code_pepper=fresh_key(), **extra,
     )  # fmt: skip
-    service = await build(settings)
+    service = await build(settings, wall=wall)
     subscribe(service.stream, service.identity)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(loop(stop)) for loop in service.loops()]
@@ -151,7 +153,11 @@ async def test_id3_id4_registration_letter_on_kafka_login_activation_and_refresh
 
 
 async def test_id4_lockout_same_answers_and_id5_id6_sms_login_and_mtan_for_other_services() -> None:
-    async with identity_service() as (_service, http, prefix):
+    # ID-4's block lasts 2 s of wall-clock time from the third failure: on the system clock
+    # a slow machine (Argon2 on a starved CPU) let it run out before the next try. The
+    # clock stands still here, so the rule alone decides the answers.
+    wall = FixedClock(datetime.now(UTC))
+    async with identity_service(wall) as (_service, http, prefix):
         assert (await http.post("/identity/registrations", json=registration(None))).status_code
         bad = {"username": "erika", "password": "falsch-falsch-falsch"}
         unknown = await http.post("/identity/login", json={**bad, "username": "nobody"})
