@@ -14,7 +14,7 @@ import httpx
 import pytest
 from contracts.entrypoints.api import create_app as contracts_app
 from contracts_harness import JWKS, PRIVATE, activated, contracts_service, issued
-from gateway.bootstrap import build
+from gateway.bootstrap import Gateway, build
 from gateway.config import GatewaySettings, UpstreamSettings
 from gateway.entrypoints.api import create_app
 from gateway_world import (
@@ -42,6 +42,15 @@ async def gateway(
     redis_url: str, upstreams: dict[str, str], client: str = "198.51.100.10", **kw: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A gateway with real HTTP to `upstreams` (name -> URL) and Redis, its own key space."""
+    async with running_gateway(redis_url, upstreams, client, **kw) as (_, http):
+        yield http
+
+
+@asynccontextmanager
+async def running_gateway(
+    redis_url: str, upstreams: dict[str, str], client: str = "198.51.100.10", **kw: Any
+) -> AsyncIterator[tuple[Gateway, httpx.AsyncClient]]:
+    """`gateway`, and the wired gateway itself (to wait for what it has fetched)."""
     settings = GatewaySettings(
         upstreams={name: UpstreamSettings(url=url, read_timeout_seconds=1.0)
                    for name, url in upstreams.items()},
@@ -55,7 +64,7 @@ async def gateway(
     transport = httpx.ASGITransport(app=create_app(running), client=(client, 40000))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as http:
-            yield http
+            yield running, http
     finally:
         await running.close()
 
@@ -248,7 +257,17 @@ async def test_gw1_the_combined_openapi_has_the_real_services_customer_routes_on
     ):
         upstreams = {"contracts": contracts_url, "identity": identity_url,
                      "loyalty": f"http://127.0.0.1:{free_port()}"}  # fmt: skip
-        async with gateway(redis_url, upstreams) as http:
+        async with running_gateway(redis_url, upstreams) as (wired, http):
+            # The gateway leaves a service out until its document could be fetched (and asks
+            # again on the next request): a fetch that timed out on a slow machine left
+            # contracts out of the one document this test read. Wait until the gateway has
+            # the documents of both services that run (loyalty never answers), then read.
+            sources = wired.openapi.sources
+
+            async def both_fetched() -> bool:
+                return {"contracts", "identity"} <= set(await sources.documents())
+
+            await running.until(both_fetched, within=60)
             document = (await http.get("/openapi.json")).json()
     paths = set(document["paths"])
     assert {"/contracts", "/contracts/{policy_id}", "/contracts/{policy_id}/bank-details"} <= paths
