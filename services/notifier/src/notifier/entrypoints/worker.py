@@ -26,7 +26,14 @@ from notifier.unit_of_work import NotifierUnitOfWork
 
 log = get_logger(__name__)
 
-_DB_TROUBLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# A database away: refused/reset, closed under a query, or asyncpg's pool confused by a
+# connection that died while in use (InternalClientError, seen when PostgreSQL restarts).
+_DB_TROUBLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 
 class DeliveryWorker:
