@@ -10,6 +10,7 @@ from servicekit.clock import Clock
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
 from servicekit.stream import EventStream
+from servicekit.tracing import traced_client
 from servicekit.unit_of_work import Transactions
 from servicekit.uploads import UploadPolicy
 
@@ -55,5 +56,5 @@ async def build(settings: ClaimsSettings, clock: Clock | None = None) -> Service
     transactions = runtime.transactions(PostgresClaimsUnitOfWork)
     return Service(
         runtime, handlers(settings, runtime.clock), transactions,
-        runtime.stream(transactions), settings, httpx.AsyncClient(),
+        runtime.stream(transactions), settings, traced_client(),
     )  # fmt: skip
