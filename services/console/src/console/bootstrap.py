@@ -14,6 +14,7 @@ from servicekit.clock import SystemClock
 from servicekit.db import create_pool, migrate, migrations_in
 from servicekit.logging import configure_logging
 from servicekit.runner import Loop
+from servicekit.tracing import traced_client
 
 from console.adapters.audit import Audit, PostgresAudit
 from console.adapters.kafka import KafkaOps
@@ -87,6 +88,6 @@ async def build(settings: ConsoleSettings, log_stream: IO[str] | None = None) ->
     dsn = settings.database_url.get_secret_value()
     await migrate(dsn, settings.schema_name, migrations_in(MIGRATIONS))
     pool = await create_pool(dsn, settings.schema_name, settings.database_pool_max)
-    http = httpx.AsyncClient()
+    http = traced_client()
     console = wire(settings, PostgresAudit(pool), http)
     return Service(settings, console, operator_verifier(settings, http), http, pool)
