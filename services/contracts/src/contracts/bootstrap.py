@@ -14,6 +14,7 @@ from servicekit.clock import Clock, SystemClock
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
 from servicekit.stream import EventStream
+from servicekit.tracing import traced_client
 from servicekit.unit_of_work import Transactions
 
 from contracts.adapters.mtan import (
@@ -54,7 +55,7 @@ async def build(
 ) -> Service:
     runtime = await Runtime.start(settings, MIGRATIONS, clock)
     transactions = runtime.transactions(PostgresContractsUnitOfWork)
-    http = httpx.AsyncClient()
+    http = traced_client()
     # mTANs are security time: identity confirms them on the wall clock (ID-6).
     wall = SystemClock()
     contracts = Contracts(
