@@ -12,6 +12,7 @@ from servicekit.eventstore import EventStore
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
 from servicekit.stream import EventStream
+from servicekit.tracing import traced_client
 from servicekit.unit_of_work import Transactions
 from servicekit.uploads import UploadPolicy
 
@@ -64,5 +65,5 @@ async def build(settings: DocumentsSettings, clock: Clock | None = None) -> Serv
     documents = handlers(settings, runtime.clock)
     return Service(
         runtime, documents, transactions, runtime.stream(transactions), settings,
-        httpx.AsyncClient(),
+        traced_client(),
     )  # fmt: skip
