@@ -16,6 +16,7 @@ from servicekit.eventstore import EventStore
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
 from servicekit.stream import EventStream
+from servicekit.tracing import traced_client
 from servicekit.unit_of_work import Transactions
 
 from loyalty.adapters.postgres import PostgresLoyaltyUnitOfWork
@@ -60,5 +61,5 @@ async def build(settings: LoyaltySettings, clock: Clock | None = None) -> Servic
         loyalty=Loyalty(settings.programme(), runtime.clock),
         transactions=transactions,
         stream=runtime.stream(transactions),
-        http=httpx.AsyncClient(),
+        http=traced_client(),
     )
