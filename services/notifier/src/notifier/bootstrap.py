@@ -17,6 +17,7 @@ from servicekit.clock import Clock
 from servicekit.runner import Loop
 from servicekit.runtime import Runtime
 from servicekit.stream import EventStream
+from servicekit.tracing import traced_client
 from servicekit.unit_of_work import Transactions
 
 from notifier.adapters.channel import Channel, ChannelRouter
@@ -93,7 +94,7 @@ async def build(
     transactions: Transactions[NotifierUnitOfWork] = runtime.transactions(
         PostgresNotifierUnitOfWork
     )
-    http = httpx.AsyncClient()
+    http = traced_client()
     router = None
     if channel is None:
         router = channel = channels(settings, http, runtime.clock)
