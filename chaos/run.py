@@ -90,23 +90,25 @@ def run(config: Config) -> Result:
     config.log(f"chaos seed {config.seed} (again: python -m chaos --seed {config.seed})")
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
     stand_ins = StandIns()
-    fleet: Fleet | None = None
     try:
         with _platform(config) as (platform, environment):
             print_queue = workdir / "print-queue"
             print_queue.mkdir()
             fleet = Fleet(unique("chaos") + ".", workdir, environment, stand_ins.smtp.port,
                           stand_ins.sms.base_url, print_queue)  # fmt: skip
-            began = time.monotonic()
-            fleet.start()
-            config.log(f"14 service processes ready in {time.monotonic() - began:.0f} s "
-                       f"(logs in {workdir})")  # fmt: skip
-            result = _drive(config, fleet, platform, environment, stand_ins, workdir)
-            result.platform_started_in = platform.started_in if platform else 0.0
-            return result
+            try:
+                began = time.monotonic()
+                fleet.start()
+                config.log(f"14 service processes ready in {time.monotonic() - began:.0f} s "
+                           f"(logs in {workdir})")  # fmt: skip
+                result = _drive(config, fleet, platform, environment, stand_ins, workdir)
+                result.platform_started_in = platform.started_in if platform else 0.0
+                return result
+            finally:
+                # The services stop before their platform does: gone first, Kafka and
+                # PostgreSQL would leave them failing on their way out.
+                fleet.stop()
     finally:
-        if fleet is not None:
-            fleet.stop()
         stand_ins.stop()
         if not os.environ.get("CHAOS_KEEP_LOGS"):
             shutil.rmtree(workdir, ignore_errors=True)
