@@ -25,11 +25,12 @@ from documents.bootstrap import build as build_documents
 from documents.config import DocumentsSettings
 from documents.entrypoints.api import create_app as documents_app
 from documents.entrypoints.stream import subscribe as subscribe_documents
+from notifier.config import NotifierSettings
 from notifier.domain.messages import normalize_msisdn
 from notifier_harness import Customer, now, platform, running_notifier, until
 from notifier_servers import free_port, plain_text, running_sms_provider, running_smtp
 from servicekit.auth import ServiceCredentials, basic_authorization, generate_signing_key
-from servicekit.clock import BERLIN
+from servicekit.clock import BERLIN, FixedClock
 from servicekit.db import drop_schema
 from servicekit.permissions import Operation
 
@@ -37,6 +38,12 @@ pytestmark = pytest.mark.integration
 
 NOTIFIER_DOCUMENTS_SECRET = "notifier-documents-secret"
 OUTPUT_MANAGEMENT_SECRET = "om-secret"
+#: The notifier's own defaults for a letter's enclosure fetch and an attempt's lease (the
+#: harness shortens them to 2 s and 5 s).
+PRODUCTION_TIMING = {
+    name: NotifierSettings.model_fields[name].default
+    for name in ("documents_timeout_seconds", "sending_lease_seconds")
+}
 #: A small but real PDF (what output management would deliver).
 LETTER_PDF = (
     b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
@@ -175,11 +182,17 @@ async def test_doc4_a_document_by_post_is_printed_with_the_pdf_fetched_from_docu
     PDF from documents' print route with the notifier's credentials and queues the letter
     with the document enclosed, to the postal address the notifier knows."""
     documents_port = free_port()
+    # One attempt is asserted, so nothing but the rule may decide it: the attempt's lease
+    # runs on a clock that stands still (a starved attempt cannot outlive it and be taken
+    # again), and the enclosure fetch has the production timeout, a guard against a hang
+    # only - the harness's 2 s ran out under load and made a second attempt.
     async with running_notifier(
+        clock=FixedClock(now()),
         smtp_port=9,
         print_queue_dir=tmp_path,
         documents_base_url=f"http://127.0.0.1:{documents_port}",
         documents_secret=NOTIFIER_DOCUMENTS_SECRET,
+        **PRODUCTION_TIMING,
     ) as notifier:
         async with documents_service(notifier.prefix, documents_port) as documents:
             erika = Customer()
@@ -268,7 +281,9 @@ async def documents_service(prefix: str, port: int) -> AsyncIterator[httpx.Async
         )
         serving = asyncio.create_task(server.serve())
         await until(_started(server))
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        # The test asserts the answer, so it waits for it: httpx's default 5 s ran out on a
+        # loaded machine while the document was being stored (and it was).
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as http:
             yield http
     finally:
         if server is not None and serving is not None:
