@@ -32,6 +32,8 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "Kiefernzapfen-Morgenrot-7"
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 GROUP = "contracts.upstream-ingestion"
+EXPECT_TIMEOUT_MS = 60_000  # the hang guard this test already gave its slowest expect
+PLAYWRIGHT_DEFAULT_EXPECT_MS = 5_000
 T = TypeVar("T")
 
 
@@ -104,10 +106,18 @@ def platform() -> Iterator[Processes]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, headless=True)
-        yield launched
-        launched.close()
+    # What the pages show comes from server work (a login, Kafka reads, a replay, the
+    # overview's next refresh): an `expect` waits for exactly the text it then asserts, and
+    # its timeout is a hang guard, never Playwright's 5 s default that a loaded machine
+    # outlasts.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    try:
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(executable_path=executable, headless=True)
+            yield launched
+            launched.close()
+    finally:
+        expect.set_options(timeout=PLAYWRIGHT_DEFAULT_EXPECT_MS)
 
 
 def _customer_token(platform: Processes) -> str:
@@ -181,7 +191,7 @@ def test_ops1_operator_replays_a_fixed_poison_message_once_and_customers_are_ref
 
     dlq = platform.prefix + dead_letter_topic(GROUP)
     row = page.get_by_test_id("dead-letters").get_by_role("row").filter(has_text=dlq)
-    expect(row.get_by_role("cell").nth(1)).to_have_text("1", timeout=60_000)
+    expect(row.get_by_role("cell").nth(1)).to_have_text("1")
     expect(page.get_by_test_id("services")).to_contain_text("contracts")
     expect(page.get_by_test_id("events-total")).not_to_have_text("0")
 

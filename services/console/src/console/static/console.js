@@ -87,6 +87,11 @@
       document.getElementById("updated").textContent = "Fehler beim Laden: " + error;
     }
   }
-  load();
-  setInterval(load, refresh);
+  // The next refresh is due `refresh` after this one ended, never while it runs: with
+  // setInterval an overview slower than the interval piled requests up (six at once under
+  // load), each slowing the others, and no refresh finished at all.
+  function cycle() {
+    load().finally(() => setTimeout(cycle, refresh));
+  }
+  cycle();
 })();
