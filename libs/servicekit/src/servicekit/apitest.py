@@ -119,9 +119,12 @@ def api_failures(
     schema, base_url = _load(target, openapi_path)
     run = _Run(CHECKS, base_url, auth)
     modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if negative else [])
-    for operation in _operations(schema.get_all_operations(), include):
+    operations = list(_operations(schema.get_all_operations(), include))
+    for operation in operations:
         for mode in modes:
             _explore(operation, mode, run, max_examples)
+    if not operations:  # green must mean something was tested
+        return [ApiFailure("*", "Nothing tested", "the document has no operation to test", "")]
     return list(run.failures.values())
 
 

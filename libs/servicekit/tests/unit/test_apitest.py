@@ -109,3 +109,8 @@ def test_every_request_carries_the_headers_the_auth_provider_gives() -> None:
     assert asked == {("GET", "/me")}
     assert seen
     assert set(seen) == {"Bearer for-/me"}
+
+
+def test_a_document_without_operations_is_a_failure_not_a_pass() -> None:
+    failures = api_failures(things_app(broken=False), include=lambda method, path: False)
+    assert [f.title for f in failures] == ["Nothing tested"]
