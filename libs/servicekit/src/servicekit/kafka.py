@@ -31,9 +31,16 @@ class OutgoingRecord:
     headers: Headers
 
 
+def servers(bootstrap: str) -> list[str]:
+    """`PORTAL_KAFKA_BOOTSTRAP` lists every node of a cluster, comma-separated; aiokafka
+    takes a str as ONE address (it would resolve "h:1,h:2,h" as a host name), so every
+    client gets the list."""
+    return [server.strip() for server in bootstrap.split(",") if server.strip()]
+
+
 def reliable_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=servers(bootstrap),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -51,7 +58,7 @@ def at_least_once_consumer(
     raw baseline of the benchmarks (services consume through `servicekit.stream`)."""
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=servers(bootstrap),
         group_id=group_id,
         client_id=client_id or group_id,
         enable_auto_commit=False,
@@ -89,7 +96,7 @@ async def publish_all(producer: AIOKafkaProducer, records: Sequence[OutgoingReco
 
 async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
     """Every partition of the topics that exist (missing topics have none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers(bootstrap))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -136,7 +143,7 @@ async def ensure_topics(
     a dev broker, 3 on the replicated cluster). Otherwise a missing topic raises
     `MissingTopicsError` naming every one of them.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers(bootstrap))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

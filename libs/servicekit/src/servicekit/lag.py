@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from servicekit.kafka import topic_partitions
+from servicekit.kafka import servers, topic_partitions
 from servicekit.logging import get_logger
 from servicekit.metrics import CONSUMER_LAG, CONSUMER_LAG_UPDATED
 from servicekit.runner import Loop
@@ -85,10 +85,10 @@ class LagMonitor:
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._consumer is None:
             admin = AIOKafkaAdminClient(
-                bootstrap_servers=self._bootstrap, client_id=self._client_id
+                bootstrap_servers=servers(self._bootstrap), client_id=self._client_id
             )
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
+                bootstrap_servers=servers(self._bootstrap),
                 client_id=self._client_id,
                 enable_auto_commit=False,
                 isolation_level="read_committed",

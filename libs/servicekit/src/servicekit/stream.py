@@ -64,7 +64,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from servicekit.kafka import OutgoingRecord, ensure_topics, send_all
+from servicekit.kafka import OutgoingRecord, ensure_topics, send_all, servers
 from servicekit.logging import get_logger
 from servicekit.metrics import BATCH_SECONDS, CONSUMED
 from servicekit.settings import ServiceSettings
@@ -365,7 +365,7 @@ class EventStream(Generic[U]):
         self._settings = settings
         self._transactions = transactions
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap,
+            servers(settings.kafka_bootstrap),
             client_id=f"{settings.service_name}-{instance_id(settings)}",
             acks="all",
             enable_idempotence=True,
