@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from servicekit.kafka import servers
 from servicekit.lag import LagMonitor
 
 from chaos.fleet import BACKENDS, Fleet
@@ -82,7 +83,7 @@ async def end_conditions(fleet: Fleet, dsn: str, bootstrap: str) -> dict[str, in
 
 
 async def group_lags(prefix: str, bootstrap: str) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="chaos-lag")
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers(bootstrap), client_id="chaos-lag")
     await admin.start()
     try:
         groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix)]

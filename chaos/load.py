@@ -41,6 +41,7 @@ from contracts_schemas.base import Contract
 from e2e_factories import PASSWORD, PDF, PNG, Person, document_for, issued_to, new_person
 from e2e_harness import code_in
 from servicekit.auth import basic_authorization
+from servicekit.kafka import servers
 from servicekit.testing import publish
 
 from chaos.fleet import LETTERS, SYSTEMS, Fleet
@@ -225,8 +226,9 @@ class Driver:
             try:
                 if self._producer is None:
                     producer = AIOKafkaProducer(
-                        bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                        request_timeout_ms=15_000, client_id=f"chaos-{secrets.token_hex(3)}",
+                        bootstrap_servers=servers(self.bootstrap), acks="all",
+                        enable_idempotence=True, request_timeout_ms=15_000,
+                        client_id=f"chaos-{secrets.token_hex(3)}",
                     )  # fmt: skip
                     try:
                         await producer.start()

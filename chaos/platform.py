@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from servicekit.kafka import servers
 
 from chaos import REPO
 
@@ -117,7 +118,7 @@ async def _probe_kafka(bootstrap: str, within: float) -> None:
     deadline = time.monotonic() + within
     topic = "chaos.probe"
     while True:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+        producer = AIOKafkaProducer(bootstrap_servers=servers(bootstrap), acks="all",
                                     request_timeout_ms=5_000)  # fmt: skip
         try:
             await producer.start()
