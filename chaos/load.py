@@ -127,6 +127,7 @@ class Driver:
         self._turn = itertools.cycle(LETTERS)
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._producer: AIOKafkaProducer | None = None
+        self._producer_started = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._rewards: list[dict[str, Any]] = []
 
@@ -224,24 +225,31 @@ class Driver:
         deadline = time.monotonic() + RETRY_FOR
         while True:
             try:
-                if self._producer is None:
-                    producer = AIOKafkaProducer(
-                        bootstrap_servers=servers(self.bootstrap), acks="all",
-                        enable_idempotence=True, request_timeout_ms=15_000,
-                        client_id=f"chaos-{secrets.token_hex(3)}",
-                    )  # fmt: skip
-                    try:
-                        await producer.start()
-                    except BaseException:
-                        await producer.stop()
-                        raise
-                    self._producer = producer
-                await publish(self._producer, message, prefix=self.fleet.prefix, source=source)
+                await publish(await self._started_producer(), message,
+                              prefix=self.fleet.prefix, source=source)  # fmt: skip
                 return
             except (KafkaError, OSError, TimeoutError):
                 if time.monotonic() > deadline:
                     raise Abandoned(f"publish to {source}") from None
                 await asyncio.sleep(1.0)
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        """The one producer of the run, started by the first journey that needs it (the
+        others wait for it: two started at once would leave one never stopped)."""
+        async with self._producer_started:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=servers(self.bootstrap), acks="all",
+                    enable_idempotence=True, request_timeout_ms=15_000,
+                    client_id=f"chaos-{secrets.token_hex(3)}",
+                )  # fmt: skip
+                try:
+                    await producer.start()
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
 
     async def upstream(self, route: str, system: str, message: Contract, via: str) -> bool:
         """An upstream message on Kafka or the internal HTTP API of contracts; True when
