@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
     # KAFKA-1: may this service create the topics it lacks? True locally and in tests; false
     # where an operator owns the topics (the Helm chart: Strimzi's KafkaTopic resources).
     kafka_create_topics: bool = True
+    # How long the group waits for a silent member before it rebalances; a restarted static
+    # member (same instance id) takes its place back without waiting at all.
+    kafka_session_timeout_ms: int = Field(default=30_000, ge=6_000)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     jwks_url: str | None = None

@@ -419,7 +419,7 @@ class EventStream(Generic[U]):
                 batch_timeout_ms=50,
                 fetch_max_bytes=16 * 1024 * 1024,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
-                session_timeout_ms=30_000,
+                session_timeout_ms=self._settings.kafka_session_timeout_ms,
                 heartbeat_interval_ms=3_000,
                 parser=_parse_batch,
                 decoder=_raw_records,
