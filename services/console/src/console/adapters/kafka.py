@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts_schemas.base import Event
 from contracts_schemas.cloudevents import InvalidMessage, decode, from_kafka
 from contracts_schemas.topics import DEAD_LETTER_PREFIX
-from servicekit.kafka import reliable_producer, topic_partitions
+from servicekit.kafka import reliable_producer, servers, topic_partitions
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 DLQ_HEADER_PREFIX = "x-dlq-"
@@ -154,7 +154,9 @@ class KafkaOps:
     # ------------------------------------------------------------------ topics
 
     async def topics(self) -> list[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=servers(self._bootstrap), client_id=self._client_id
+        )
         await admin.start()
         try:
             names = await admin.list_topics()
@@ -292,7 +294,9 @@ class KafkaOps:
 
     async def lag(self) -> list[Lag]:
         """Per consumer group of this prefix and partition: committed offset and end."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=servers(self._bootstrap), client_id=self._client_id
+        )
         await admin.start()
         try:
             groups = sorted(
@@ -343,7 +347,7 @@ class KafkaOps:
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            bootstrap_servers=servers(self._bootstrap),
             client_id=self._client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts_schemas.base import Contract
-from servicekit.kafka import topic_partitions
+from servicekit.kafka import servers, topic_partitions
 from servicekit.stream import Record, decode_records
 from servicekit.unit_of_work import Transactions
 
@@ -39,7 +39,7 @@ async def rebuild_facts(
     replay is bound by the slower of the two, not their sum."""
     await transactions.execute(loyalty.clear_projections, ClearProjections())
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=servers(bootstrap),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=batch,
