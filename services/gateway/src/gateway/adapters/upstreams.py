@@ -75,7 +75,11 @@ def upstream_client(
     return httpx.AsyncClient(
         base_url=settings.url.rstrip("/"),
         timeout=timeout,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        # An idle connection is dropped well before the upstream's uvicorn closes it (5 s):
+        # reusing one the upstream is closing at that moment answered a 502 (chaos run).
+        limits=httpx.Limits(
+            max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0
+        ),
         follow_redirects=False,
         trust_env=False,
         transport=transport,
