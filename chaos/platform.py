@@ -81,7 +81,7 @@ class IsolatedPlatform:
 
     def stop(self) -> None:
         try:
-            self._launcher("stop")
+            self._launcher("stop", "--purge")
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -102,7 +102,7 @@ def cluster() -> Iterator[Instance]:
         bootstrap = endpoints_from_exports(instance.run("env")).kafka_bootstrap
         yield Instance(env, bootstrap)
     finally:
-        instance.run("stop", timeout=600)
+        instance.run("stop", "--purge", timeout=600)
         shutil.rmtree(state, ignore_errors=True)
 
 
