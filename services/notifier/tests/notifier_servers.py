@@ -19,6 +19,7 @@ from uuid import uuid4
 
 import uvicorn
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from notifier.adapters.email_smtp import SmtpSecurity, SmtpSettings
 
 
 def free_port() -> int:
@@ -121,6 +122,19 @@ class NoDelaySMTP(SMTP):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+
+def settings_for(port: int, **overrides: Any) -> SmtpSettings:
+    """The e-mail channel's settings for the SMTP server on 127.0.0.1:`port` (no TLS)."""
+    defaults: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "security": SmtpSecurity.NONE,
+        "from_address": "noreply@portal.example",
+        "message_id_domain": "portal.example",
+        "timeout": 5.0,
+    }
+    return SmtpSettings(**{**defaults, **overrides})
 
 
 @dataclass

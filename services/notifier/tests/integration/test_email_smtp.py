@@ -8,10 +8,11 @@ from email.policy import default as default_policy
 
 import pytest
 from notifier.adapters.channel import PermanentSendError, RetryableSendError
-from notifier.adapters.email_smtp import SmtpEmailChannel, SmtpSecurity, SmtpSettings
+from notifier.adapters.email_smtp import SmtpEmailChannel, SmtpSecurity
 from notifier.domain.contacts import apply
 from notifier.domain.delivery import DeliveryStatus, begin_attempt, queued, record_sent
 from notifier.domain.plan import plan_messages, withheld_values
+from notifier_servers import settings_for
 from servicekit.clock import FixedClock
 
 
@@ -19,18 +20,6 @@ def parse(envelope) -> EmailMessage:
     parsed = message_from_bytes(envelope.original_content, policy=default_policy)
     assert isinstance(parsed, EmailMessage)
     return parsed
-
-
-def settings_for(port: int, **overrides) -> SmtpSettings:
-    defaults = {
-        "host": "127.0.0.1",
-        "port": port,
-        "security": SmtpSecurity.NONE,
-        "from_address": "noreply@portal.example",
-        "message_id_domain": "portal.example",
-        "timeout": 5.0,
-    }
-    return SmtpSettings(**{**defaults, **overrides})
 
 
 async def test_cl4_claim_status_change_arrives_as_exactly_one_german_email(

@@ -8,22 +8,11 @@ import dataclasses
 
 import pytest
 from notifier.adapters.channel import PermanentSendError, RetryableSendError
-from notifier.adapters.email_smtp import SmtpEmailChannel, SmtpSecurity, SmtpSettings
+from notifier.adapters.email_smtp import SmtpEmailChannel
 from notifier.domain.contacts import apply
 from notifier.domain.plan import plan_messages
+from notifier_servers import settings_for
 from servicekit.clock import FixedClock
-
-
-def settings_for(port: int, **overrides) -> SmtpSettings:
-    defaults = {
-        "host": "127.0.0.1",
-        "port": port,
-        "security": SmtpSecurity.NONE,
-        "from_address": "noreply@portal.example",
-        "message_id_domain": "portal.example",
-        "timeout": 5.0,
-    }
-    return SmtpSettings(**{**defaults, **overrides})
 
 
 def claim_notices(ev, renderer, n: int):
