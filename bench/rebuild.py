@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from loyalty.bootstrap import MIGRATIONS
 from loyalty.bootstrap import unit_of_work as loyalty_unit_of_work
 from loyalty.domain.config import LoyaltyConfig
@@ -21,7 +21,7 @@ from loyalty.handlers import Loyalty
 from servicekit.clock import SystemClock
 from servicekit.db import migrations_in
 from servicekit.eventstore import EventStore
-from servicekit.kafka import ensure_topics
+from servicekit.kafka import ensure_topics, topic_reader
 from servicekit.postgres import postgres_transactions
 from servicekit.testing import unique
 
@@ -48,14 +48,7 @@ WARM = 5_000
 async def raw_read(bootstrap: str, topic: str, batch: int = 5000) -> tuple[float, int]:
     """Seconds to read every record of `topic` up to its end offsets, and how many."""
     started = time.perf_counter()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=batch,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
+    consumer = topic_reader(bootstrap, "bench-raw-read", records_per_fetch=batch)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from contracts_schemas import contracts, documents, identity
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import encode
@@ -30,7 +30,7 @@ from servicekit.auth import (
 )
 from servicekit.clock import BERLIN, FixedClock
 from servicekit.db import drop_schema
-from servicekit.kafka import reliable_producer, topic_partitions
+from servicekit.kafka import reliable_producer, topic_partitions, topic_reader
 from servicekit.testing import publish, required_env, served, unique, until
 
 PRIVATE, JWKS = generate_signing_key("loyalty-test")
@@ -148,9 +148,7 @@ def _inbox_key(message: Contract) -> str:
 
 async def read_whole_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topic` up to its end offsets now (no group, nothing committed)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = topic_reader(bootstrap)
     await consumer.start()
     try:
         partitions = await topic_partitions(bootstrap, [topic])

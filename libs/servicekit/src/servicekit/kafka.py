@@ -51,6 +51,25 @@ def reliable_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
+def topic_reader(
+    bootstrap: str, client_id: str | None = None, *, records_per_fetch: int = 500
+) -> AIOKafkaConsumer:
+    """A consumer without a group, for reading whole topics (rebuilds, operator views,
+    lag, tests): nothing is committed, so reading changes nothing for the services. The
+    caller assigns the partitions; fetches are large, since these reads go to the end."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=servers(bootstrap),
+        client_id=client_id or "portal-topic-reader",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=records_per_fetch,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+
+
 def at_least_once_consumer(
     bootstrap: str, group_id: str, topics: Sequence[str], client_id: str | None = None
 ) -> AIOKafkaConsumer:

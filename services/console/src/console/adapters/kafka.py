@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts_schemas.base import Event
 from contracts_schemas.cloudevents import InvalidMessage, decode, from_kafka
 from contracts_schemas.topics import DEAD_LETTER_PREFIX
-from servicekit.kafka import reliable_producer, servers, topic_partitions
+from servicekit.kafka import reliable_producer, servers, topic_partitions, topic_reader
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 DLQ_HEADER_PREFIX = "x-dlq-"
@@ -346,14 +346,7 @@ class KafkaOps:
         return sorted(entries, key=lambda e: (e.occurred_at, e.topic, e.offset))
 
     def _consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=servers(self._bootstrap),
-            client_id=self._client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            group_id=None,
-        )
+        return topic_reader(self._bootstrap, self._client_id)
 
 
 # Consumer groups are named after their service (`loyalty.ledger`, `contracts.identity`).

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts_schemas.base import Contract
-from servicekit.kafka import servers, topic_partitions
+from servicekit.kafka import topic_partitions, topic_reader
 from servicekit.stream import Record, decode_records
 from servicekit.unit_of_work import Transactions
 
@@ -38,14 +38,7 @@ async def rebuild_facts(
     (up to `in_flight` transactions at once, each one multi-row statement), so the
     replay is bound by the slower of the two, not their sum."""
     await transactions.execute(loyalty.clear_projections, ClearProjections())
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers(bootstrap),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=batch,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
+    consumer = topic_reader(bootstrap, "loyalty-rebuild", records_per_fetch=batch)
     await consumer.start()
     try:
         partitions = await topic_partitions(bootstrap, topics)
