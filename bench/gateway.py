@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import argon2
@@ -44,10 +45,17 @@ from bench.common import Row, row, say
 SECTION = "gateway"
 BIN = Path(sys.executable).parent
 CONCURRENCY = 16
-READS = 3_000
-WARMUP = 300
-LATENCY_READS = 500  # one at a time: the latency the gateway adds, without queueing
-LOGINS = 60
+
+
+@dataclass(frozen=True)
+class Counts:
+    reads: int = 3_000
+    warmup: int = 300
+    latency_reads: int = 500  # one at a time: the latency the gateway adds, without queueing
+    logins: int = 60
+
+
+QUICK = Counts(reads=600, warmup=100, latency_reads=100, logins=12)
 LOGIN_CONCURRENCY = 4
 RAW_VERIFY_SECONDS = 3.0
 PASSWORD = "Wolkenkratzer-Segelboot-Tangente-42"  # noqa: S105 - a test customer's
@@ -238,7 +246,8 @@ def _argon2_parameters() -> str:
             f" p={f['argon2_parallelism'].default}")  # fmt: skip
 
 
-async def run(bootstrap: str, dsn: str) -> list[Row]:
+async def run(bootstrap: str, dsn: str, quick: bool = False) -> list[Row]:
+    counts = QUICK if quick else Counts()
     # The load client is httpx too: without this each of its requests would search
     # sys.path for sniffio (see gateway.adapters.upstreams) and the figures would measure it.
     skip_sniffio_lookups()
@@ -259,11 +268,11 @@ async def run(bootstrap: str, dsn: str) -> list[Row]:
                 ) -> Awaitable[httpx.Response]:
                     return http.get("/contracts", headers=auth)
 
-                await _load(WARMUP, CONCURRENCY, read)
-                say(f"gateway: {LATENCY_READS} reads one at a time, {READS} reads "
+                await _load(counts.warmup, CONCURRENCY, read)
+                say(f"gateway: {counts.latency_reads} reads one at a time, {counts.reads} reads "
                     f"{CONCURRENCY} at a time via {name}")  # fmt: skip
-                latencies[name] = (await _load(LATENCY_READS, 1, read))[1]
-                figures[name] = await _load(READS, CONCURRENCY, read)
+                latencies[name] = (await _load(counts.latency_reads, 1, read))[1]
+                figures[name] = await _load(counts.reads, CONCURRENCY, read)
             renewing.cancel()
         direct_s, direct = figures["contracts"]
         gw_s, via = figures["gateway"]
@@ -279,8 +288,8 @@ async def run(bootstrap: str, dsn: str) -> list[Row]:
                 f"added p50 {statistics.median(one_via) - statistics.median(one_direct):.1f} ms, "
                 f"p99 {added_p99:.1f} ms (aim < {ADDED_P99_AIM_MS:.0f} ms)")  # fmt: skip
         rows.append(row(
-            SECTION, "authenticated read via gateway", events=READS, seconds=gw_s,
-            baseline="same read direct", baseline_events=READS, baseline_seconds=direct_s,
+            SECTION, "authenticated read via gateway", events=counts.reads, seconds=gw_s,
+            baseline="same read direct", baseline_events=counts.reads, baseline_seconds=direct_s,
             aim=f">= {THROUGHPUT_AIM:.2f} x direct, < {ADDED_P99_AIM_MS:.0f} ms p99 added",
             met=ratio >= THROUGHPUT_AIM and added_p99 < ADDED_P99_AIM_MS, note=note,
         ) | {"p50_ms": round(statistics.median(one_via), 2),
@@ -289,20 +298,20 @@ async def run(bootstrap: str, dsn: str) -> list[Row]:
              "direct_p99_ms": round(_percentile(one_direct, 0.99), 2),
              "added_p99_ms": round(added_p99, 2)})  # fmt: skip
 
-        say(f"gateway: {LOGINS} logins")
+        say(f"gateway: {counts.logins} logins")
         async with httpx.AsyncClient(base_url=urls["identity"], timeout=60) as http:
             body = {"username": username, "password": PASSWORD}
 
             def login() -> Awaitable[httpx.Response]:
                 return http.post("/identity/login", json=body)
 
-            login_s, login_ms = await _load(LOGINS, LOGIN_CONCURRENCY, login)
+            login_s, login_ms = await _load(counts.logins, LOGIN_CONCURRENCY, login)
     say("gateway: raw argon2id verifies")
     one_count, one_s = await asyncio.to_thread(_raw_verify_rate, 1)
     two_count, two_s = await asyncio.to_thread(_raw_verify_rate, 2)
     parameters = _argon2_parameters()
     rows.append(row(
-        SECTION, "logins (POST /identity/login)", events=LOGINS, seconds=login_s,
+        SECTION, "logins (POST /identity/login)", events=counts.logins, seconds=login_s,
         baseline="raw argon2id verify, 2 threads", baseline_events=two_count,
         baseline_seconds=two_s,
         note=(f"{parameters}; {LOGIN_CONCURRENCY} concurrent logins, p50/p99 "
