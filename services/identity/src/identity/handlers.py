@@ -16,14 +16,19 @@ import hmac
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, assert_never
 
 from contracts_schemas import identity as ev
 from contracts_schemas.base import Contract, Event
 from contracts_schemas.common import PolicyholderDetails, PostalAddress
-from contracts_schemas.contracts import PolicyCancelled, PolicyholdersChanged, PolicyIssued
+from contracts_schemas.contracts import (
+    MoveReported,
+    PolicyCancelled,
+    PolicyholdersChanged,
+    PolicyIssued,
+)
 from servicekit.clock import Clock
 from servicekit.logging import get_logger
 
@@ -1249,8 +1254,35 @@ class Identity:
                     if policy is not None:
                         policy.cancelled = True
                         await uow.policies.save(policy)
+                case MoveReported():
+                    await self._record_move(uow, message)
                 case _:
                     pass  # other facts of the policy topic do not concern identity
+
+    async def _record_move(self, uow: IdentityUnitOfWork, move: MoveReported) -> None:
+        """CT-4/NT-3: identity owns the customer's address. A move the policyholder reported
+        on a policy changes it - the account's address and the holder's address on every
+        policy identity knows them on (so later letters, ID-3/ID-5, go there) - and
+        `AddressChanged` tells the notifier, which confirms it to the old address (NT-2).
+
+        Only an actual change counts: the same move reported on each of the customer's
+        policies, or delivered again, changes nothing more. Ignored: a policy identity does
+        not know, joint policyholders (the event does not say which of them moved), and a
+        holder without an account here (no customer identity knows)."""
+        policy = await uow.policies.get(move.policy_id)
+        if policy is None or len(policy.policyholder_ids) != 1:
+            return
+        account = await uow.accounts.get(policy.policyholder_ids[0])
+        if account is None:
+            return
+        a = move.new_address
+        new = Address(a.recipient, a.street, a.postal_code, a.city, a.country)
+        if rules.same_address(await self._letter_address(uow, account), new):
+            return
+        await _move_holder(uow, account.customer_id, new, move.occurred_at)
+        account.address = new
+        await self._emit(uow, account, ev.AddressChanged, self.wall.now(), address=a)
+        await uow.accounts.save(account)
 
     # ------------------------------------------------------------ helpers
 
@@ -1316,6 +1348,22 @@ def _holders(
         return (), None
     kept = tuple(h for h in known.holders if h.customer_id in holder_ids)
     return kept, known.holders_at if kept else None
+
+
+async def _move_holder(
+    uow: IdentityUnitOfWork, customer_id: str, address: Address, at: datetime
+) -> None:
+    """CT-4: the holder's address on each policy identity keeps their details on, as of the
+    move's business time (the newest address is where letters go, `_letter_address`)."""
+    for policy in await uow.policies.of_holder(customer_id):
+        if policy.holder(customer_id) is None:
+            continue
+        policy.holders = tuple(
+            replace(h, address=address) if h.customer_id == customer_id else h
+            for h in policy.holders
+        )
+        policy.holders_at = max(filter(None, (policy.holders_at, at)))
+        await uow.policies.save(policy)
 
 
 def device_login_message(challenge_id: str, nonce: str) -> bytes:

@@ -1,15 +1,17 @@
 """Identity on the real PostgreSQL and Kafka, driven through its HTTP app (ASGI): the
 policy projection from contracts' topic, registration -> activation letter event on
 Kafka, login, activation, refresh rotation with reuse revocation, lockout, SMS 2FA and
-the mTAN API other services call."""
+the mTAN API other services call; a move reported on contracts' topic -> one
+AddressChanged on identity's (CT-4)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -18,14 +20,15 @@ from aiokafka import AIOKafkaProducer
 from contracts_schemas import identity as ev
 from contracts_schemas import topics
 from contracts_schemas.cloudevents import decode, from_kafka
-from contracts_schemas.common import Carrier
+from contracts_schemas.common import Carrier, PostalAddress
+from contracts_schemas.contracts import MoveReported
 from glue_harness import fresh_key
 from identity import commands as c
 from identity.bootstrap import Service, build
 from identity.config import IdentitySettings
 from identity.entrypoints.api import create_app
 from identity.entrypoints.stream import subscribe
-from identity_world import PASSWORD, policy_issued
+from identity_world import PASSWORD, holder, policy_issued
 from servicekit.auth import ServiceCredentials, basic_authorization
 from servicekit.clock import Clock, FixedClock
 from servicekit.db import drop_schema
@@ -277,3 +280,68 @@ async def test_id4_the_client_address_behind_a_trusted_proxy_and_never_from_anyb
             async with service.runtime.pool.acquire() as conn:
                 keys = await conn.fetch("SELECT key FROM throttles WHERE key LIKE 'addr:%'")
             assert [r["key"] for r in keys] == [f"addr:{counted}"]
+
+
+async def test_ct4_nt3_a_move_on_two_policies_and_redelivered_is_one_address_changed() -> None:
+    """Contracts' MoveReported for Erika's two policies (the first delivered twice) through
+    identity's consumer: one AddressChanged through the outbox onto identity's customer
+    topic; the account's new address is encrypted at rest."""
+    berlin = PostalAddress(recipient="Frau Erika Mustermann", street="Lindenallee 5",
+                           postal_code="10115", city="Berlin")  # fmt: skip
+
+    def moved(number: str) -> MoveReported:
+        return MoveReported(
+            event_id=uuid.uuid4(), aggregate_id=f"pol-{number}", aggregate_version=2,
+            occurred_at=datetime.now(UTC), policy_id=f"pol-{number}", new_address=berlin,
+            moved_on=date(2026, 4, 1),
+        )  # fmt: skip
+
+    async with identity_service() as (service, http, prefix):
+        producer: AIOKafkaProducer = reliable_producer(
+            required_env("PORTAL_KAFKA_BOOTSTRAP"), unique("identity-test")
+        )
+        await producer.start()
+        try:
+            holders = ("P-MV-1",)
+            await publish(producer, *(
+                policy_issued(n, holders, Carrier.ALLIANZ_VERSICHERUNGS_AG, (holder(*holders),))
+                for n in ("MV-1", "MV-2")
+            ), prefix=prefix)  # fmt: skip
+
+            async def consumed(count: int) -> bool:
+                async with service.runtime.pool.acquire() as conn:
+                    # identity's one consumer group: contracts' policy topic
+                    return count == await conn.fetchval("SELECT count(*) FROM inbox")
+
+            await until(lambda: consumed(2))
+            response = await http.post("/identity/registrations", json=registration("MV-1"))
+            assert response.status_code == 202, response.text
+            await until(lambda: code_events(prefix, ev.ActivationCodeIssued, 1))
+            first = moved("MV-1")
+            await publish(producer, first, moved("MV-2"), first, prefix=prefix)
+        finally:
+            await producer.stop()
+
+        await until(lambda: consumed(4))  # both moves applied, the redelivery absorbed
+        async with service.runtime.pool.acquire() as conn:
+            queued = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE headers::text LIKE '%AddressChanged%'"
+            )
+            address_enc = await conn.fetchval(
+                "SELECT address_enc FROM accounts WHERE customer_id = 'P-MV-1'"
+            )
+        assert queued == 1
+        assert b"Lindenallee" not in bytes(address_enc)
+
+        async def announced() -> list[ev.AddressChanged]:
+            records = await read_topic(
+                required_env("PORTAL_KAFKA_BOOTSTRAP"), prefix + topics.IDENTITY_CUSTOMER,
+                at_least=2, wait_seconds=2,
+            )  # fmt: skip
+            found = [decode(from_kafka(r.headers, r.value)) for r in records]
+            return [m for m in found if isinstance(m, ev.AddressChanged)]
+
+        changes = await until(announced)
+        assert {e.event_id for e in changes} == {changes[0].event_id}  # one (relay may repeat)
+        assert changes[0].customer_id == "P-MV-1"
+        assert changes[0].address == berlin

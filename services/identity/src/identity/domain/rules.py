@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from contracts_schemas.common import Carrier
 
-from identity.domain.model import Holder, OneTimeCode, Throttle, name_key
+from identity.domain.model import Address, Holder, OneTimeCode, Throttle, name_key
 
 
 class Reason(StrEnum):
@@ -234,3 +234,15 @@ def same_person(holder: Holder, first_name: str, last_name: str, birth_date: dat
         and name_key(holder.family_name) == name_key(last_name)
         and holder.birth_date == birth_date
     )
+
+
+def same_address(a: Address, b: Address) -> bool:
+    """CT-4: two postal addresses are one when every line is equal after Unicode
+    normalisation, case folding and runs of white space (`name_key`): a move reported
+    again with other capitals or spacing is no change."""
+
+    def lines(address: Address) -> tuple[str, ...]:
+        parts = (address.recipient, address.street, address.postal_code, address.city)
+        return (*map(name_key, parts), address.country.upper())
+
+    return lines(a) == lines(b)

@@ -1,5 +1,6 @@
 """What the identity service consumes: contracts' policy events, into its own view
-(ID-3 matching of policy numbers, ID-9 refusal while an investment contract is held)."""
+(ID-3 matching of policy numbers, ID-9 refusal while an investment contract is held), and
+the moves customers report there (CT-4: the customer's address, AddressChanged)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ STREAM = StreamSpec(
 def subscribe(stream: EventStream[PostgresIdentityUnitOfWork], identity: Identity) -> KafkaBroker:
     @stream.subscriber(POLICIES_GROUP, *STREAM.topics(POLICIES_GROUP))
     async def policies(messages: Sequence[Contract], uow: IdentityUnitOfWork) -> None:
-        """Policies issued, holders changed, policies cancelled: identity's own view."""
+        """Policies issued, holders changed, policies cancelled: identity's own view;
+        moves reported: the customer's address."""
         await identity.record_policies(messages, uow)
 
     broker: KafkaBroker = stream.broker
