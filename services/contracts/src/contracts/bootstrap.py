@@ -23,7 +23,7 @@ from contracts.adapters.mtan import (
     MtanPort,
     NoMtanService,
 )
-from contracts.adapters.postgres import PostgresContractsUnitOfWork
+from contracts.adapters.postgres import PolicyStates, PostgresContractsUnitOfWork
 from contracts.config import ContractsSettings
 from contracts.domain.catalogue import Catalogue
 from contracts.handlers import Contracts
@@ -54,7 +54,10 @@ async def build(
     settings: ContractsSettings, clock: Clock | None = None, mtan: MtanPort | None = None
 ) -> Service:
     runtime = await Runtime.start(settings, MIGRATIONS, clock)
-    transactions = runtime.transactions(PostgresContractsUnitOfWork)
+    states = PolicyStates()  # shared by the transactions: each folds only what is new
+    transactions = runtime.transactions(
+        lambda conn, store: PostgresContractsUnitOfWork(conn, store, states)
+    )
     http = traced_client()
     # mTANs are security time: identity confirms them on the wall clock (ID-6).
     wall = SystemClock()

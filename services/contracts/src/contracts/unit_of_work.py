@@ -3,7 +3,7 @@ repositories (PostgreSQL in `adapters.postgres`, in-memory twins in `adapters.me
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -23,6 +23,16 @@ class Policies(Protocol):
     async def save(self, state: PolicyState | None, events: Sequence[PolicyEvent]) -> None:
         """Append at the version the decision was taken on. Raises ConcurrencyConflict
         when the stream moved, DuplicateEvent when an event id is stored already."""
+        ...
+
+    async def load_many(self, policy_ids: Collection[str]) -> dict[str, PolicyState]:
+        """The states of those of `policy_ids` that have a stream (one read for all)."""
+        ...
+
+    async def save_many(
+        self, saves: Sequence[tuple[PolicyState | None, Sequence[PolicyEvent]]]
+    ) -> None:
+        """`save` of several policies (each named once) in one append: all or none."""
         ...
 
     async def of_customer(self, customer_id: str) -> list[PolicyState]: ...
@@ -48,6 +58,16 @@ class Requests(Protocol):
     async def record(self, key: RequestKey, request: RecordedRequest) -> None:
         """Raises servicekit's `Conflict` when a concurrent transaction recorded the key
         first: the caller decides again and then sees that record."""
+        ...
+
+    async def recorded_many(
+        self, keys: Collection[RequestKey]
+    ) -> dict[RequestKey, RecordedRequest]:
+        """The records of those of `keys` that have one (one read for all)."""
+        ...
+
+    async def record_many(self, requests: Mapping[RequestKey, RecordedRequest]) -> None:
+        """`record` of several keys at once; `Conflict` if any was recorded concurrently."""
         ...
 
 

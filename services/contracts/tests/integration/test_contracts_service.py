@@ -31,6 +31,35 @@ async def test_ct1_the_same_upstream_message_delivered_twice_on_kafka_has_one_ef
             assert await conn.fetchval("SELECT count(*) FROM events") == 2
 
 
+async def test_ct1_kafka_batches_decide_on_what_http_intake_recorded_in_between() -> None:
+    """The stream's intake keeps the policy states it folded and reads only the events
+    after them: a payment recorded over HTTP since is seen (the same payment again has no
+    second effect), and the next one is appended after it."""
+    async with contracts_service() as running:
+        await running.publish(issued("PHV-150", ("anna",)))
+        assert await events_on_policy_topic(running, at_least=1)
+        first = paid("PHV-150")
+        answer = await running.http.post(
+            "/internal/upstream/payments",
+            json=first.model_dump(mode="json"),
+            headers=running.system("collections"),
+        )
+        assert answer.status_code == 201
+        again = first.model_copy(update={"message_id": "co-again"})
+        await running.publish(again, paid("PHV-150"))
+        published = await events_on_policy_topic(running, at_least=3)
+        assert [t.rsplit(".", 2)[-2] for t in published] == [
+            "PolicyIssued", "PremiumPaid", "PremiumPaid",
+        ]  # fmt: skip
+        async with running.service.runtime.pool.acquire() as conn:
+            versions = await conn.fetch("SELECT stream_version FROM events ORDER BY 1")
+            recorded = await conn.fetchval(
+                "SELECT count(*) FROM idempotency_records WHERE scope = 'upstream:collections'"
+            )
+        assert [r["stream_version"] for r in versions] == [1, 2, 3]
+        assert recorded == 3
+
+
 async def test_ct1_an_unrecordable_upstream_message_is_dead_lettered_with_its_reason() -> None:
     async with contracts_service() as running:
         await running.publish(paid("UNKNOWN-1"), issued("PHV-200", ("ben",)))

@@ -174,6 +174,62 @@ async def test_ct1_a_message_without_a_new_effect_is_a_duplicate_and_remembered(
     assert (same.duplicate, same.replayed, same.event_ids) == (True, False, ())
 
 
+async def test_ct1_a_fetched_batch_has_the_effects_of_its_messages_one_after_another(
+    upstream: Any,
+) -> None:
+    """The stream's intake takes a batch at once (`ingest_many`): each message decides on
+    the state the earlier ones left, and a repeat within the batch is a replay."""
+    issued, first = upstream.issued("P1", message_id="I"), upstream.paid("P1", payment_id="a")
+    batch = [
+        issued, first, upstream.paid("P1", payment_id="b"), first,
+        upstream.paid("P1", payment_id="a"),  # the same payment under another message id
+        upstream.issued("P2", message_id="I2"), upstream.paid("P2", payment_id="c"),
+    ]  # fmt: skip
+    together, one_by_one = Bench(), Bench()
+    recorded = await together.tx.execute(together.contracts.ingest_many, batch)
+    expected = [await one_by_one.tx.execute(one_by_one.contracts.ingest, m) for m in batch]
+    assert recorded == expected
+    assert [r.replayed for r in recorded] == [False, False, False, True, False, False, False]
+    assert [r.duplicate for r in recorded] == [False, False, False, True, True, False, False]
+    for policy in ("P1", "P2"):
+        assert together.events(policy) == one_by_one.events(policy)
+    assert together.uow.requests.records == one_by_one.uow.requests.records
+    assert together.uow.policies.customer_policies == one_by_one.uow.policies.customer_policies
+
+
+async def test_ct1_a_message_id_reused_within_a_batch_refuses_the_batch(upstream: Any) -> None:
+    """As one message after another would: the second use of M with another body is
+    refused (the stream then applies the batch message by message, dead-lettering it)."""
+    bench = Bench()
+    await bench.tx.execute(bench.contracts.ingest, upstream.issued("P1"))
+    batch = [
+        upstream.paid("P1", message_id="M"),
+        upstream.paid("P1", payment_id="pay-2", message_id="M"),
+    ]
+    with pytest.raises(UpstreamRejected) as refused:
+        await bench.tx.execute(bench.contracts.ingest_many, batch)
+    assert refused.value.code is ReasonCode.MESSAGE_ID_REUSED
+    assert [type(e).__name__ for e in bench.events("P1")] == ["PolicyIssued"]
+
+
+async def test_ct1_a_batch_with_an_event_id_stored_without_its_record_is_still_refused(
+    upstream: Any,
+) -> None:
+    bench = Bench()
+    for message in (
+        upstream.issued("P1"),
+        upstream.issued("P2"),
+        upstream.paid("P1", message_id="M"),
+    ):
+        await bench.tx.execute(bench.contracts.ingest, message)
+    bench.uow.requests.records.clear()
+    batch = [upstream.paid("P2", payment_id="pay-9"), upstream.paid("P2", message_id="M")]
+    with pytest.raises(UpstreamRejected) as refused:
+        await bench.tx.execute(bench.contracts.ingest_many, batch)
+    assert refused.value.code is ReasonCode.MESSAGE_ID_REUSED
+    assert [type(e).__name__ for e in bench.events("P2")] == ["PolicyIssued"]
+
+
 # --------------------------------------------------------------------------- CT-3, ID-3
 
 

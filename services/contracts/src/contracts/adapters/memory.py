@@ -6,7 +6,7 @@ event id uniqueness (servicekit's in-memory event log), a request key is recorde
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -33,6 +33,22 @@ class InMemoryPolicies:
         expected = 0 if state is None else state.version
         await self._events.append(events[0].aggregate_id, expected, events)
         self.customer_policies |= {(c, e.policy_id) for e in events for c in e.customer_ids}
+
+    async def load_many(self, policy_ids: Collection[str]) -> dict[str, PolicyState]:
+        states = {policy_id: await self.load(policy_id) for policy_id in policy_ids}
+        return {policy_id: s for policy_id, s in states.items() if s is not None}
+
+    async def save_many(
+        self, saves: Sequence[tuple[PolicyState | None, Sequence[PolicyEvent]]]
+    ) -> None:
+        saves = [(state, events) for state, events in saves if events]
+        await self._events.append_many(
+            [(events[0].aggregate_id, 0 if state is None else state.version, events)
+             for state, events in saves]
+        )  # fmt: skip
+        self.customer_policies |= {
+            (c, e.policy_id) for _, events in saves for e in events for c in e.customer_ids
+        }
 
     async def of_customer(self, customer_id: str) -> list[PolicyState]:
         ids = sorted(p for c, p in self.customer_policies if c == customer_id)
@@ -67,6 +83,16 @@ class InMemoryRequests:
         if key in self.records:
             raise Conflict(f"request key {key.scope} {key.key!r} was recorded concurrently")
         self.records[key] = request
+
+    async def recorded_many(
+        self, keys: Collection[RequestKey]
+    ) -> dict[RequestKey, RecordedRequest]:
+        return {key: self.records[key] for key in keys if key in self.records}
+
+    async def record_many(self, requests: Mapping[RequestKey, RecordedRequest]) -> None:
+        if any(key in self.records for key in requests):
+            raise Conflict(f"request keys {list(requests)!r} were recorded concurrently")
+        self.records.update(requests)
 
 
 class InMemoryContractsUnitOfWork(InMemoryUnitOfWork):

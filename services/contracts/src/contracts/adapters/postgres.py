@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -12,15 +14,46 @@ from servicekit.eventstore import EventStore
 from servicekit.postgres import PostgresUnitOfWork
 from servicekit.unit_of_work import Conflict, EventLog
 
-from contracts.adapters.codec import policy_event
+from contracts.adapters.codec import policy_event, stored_policy_event
 from contracts.domain.idempotency import RecordedRequest, RequestKey
 from contracts.domain.policy import PolicyState, fold
 
 
+class PolicyStates:
+    """Policy states folded from committed events, shared by a service's transactions;
+    the least recently used are dropped past `size`.
+
+    A committed event is never changed or deleted, so a state folded from committed
+    events stays the policy's state at its version for good: a reader folds only the
+    events after it (`PostgresPolicies.load_many`), instead of the whole stream again.
+    A state that includes events of a transaction not yet committed is never kept.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._states: OrderedDict[str, PolicyState] = OrderedDict()
+
+    def get(self, policy_id: str) -> PolicyState | None:
+        state = self._states.get(policy_id)
+        if state is not None:
+            self._states.move_to_end(policy_id)
+        return state
+
+    def keep(self, state: PolicyState) -> None:
+        known = self._states.get(state.policy_id)
+        if known is None or known.version < state.version:
+            self._states[state.policy_id] = state
+        self._states.move_to_end(state.policy_id)
+        while len(self._states) > self._size:
+            self._states.popitem(last=False)
+
+
 class PostgresPolicies:
-    def __init__(self, events: EventLog, conn: Connection) -> None:
+    def __init__(self, events: EventLog, conn: Connection, states: PolicyStates) -> None:
         self._events = events
         self._conn = conn
+        self._states = states
+        self._wrote = False  # events of this transaction are visible to its reads
 
     async def load(self, policy_id: str) -> PolicyState | None:
         return fold(policy_event(r) for r in await self._events.read_stream(policy_id))
@@ -29,7 +62,46 @@ class PostgresPolicies:
         if not events:
             return
         expected = 0 if state is None else state.version
+        self._wrote = True
         await self._events.append(events[0].aggregate_id, expected, events)
+        await self._index(events)
+
+    async def load_many(self, policy_ids: Collection[str]) -> dict[str, PolicyState]:
+        """One read for all: the events after each policy's kept state (all of them for a
+        policy not kept), folded onto it."""
+        known = {policy_id: self._states.get(policy_id) for policy_id in policy_ids}
+        rows = await self._conn.fetch(
+            "SELECT e.stream_id, e.event_type, e.payload FROM events e"
+            " JOIN unnest($1::text[], $2::int[]) AS k(stream_id, after)"
+            " ON e.stream_id = k.stream_id AND e.stream_version > k.after"
+            " ORDER BY e.stream_id, e.stream_version",
+            list(known),
+            [0 if state is None else state.version for state in known.values()],
+        )
+        for stream_id, stream in itertools.groupby(rows, key=lambda r: str(r["stream_id"])):
+            events = (stored_policy_event(r["event_type"], r["payload"]) for r in stream)
+            state = fold(events, known[stream_id])
+            if state is not None:
+                known[stream_id] = state
+                if not self._wrote:
+                    self._states.keep(state)
+        return {policy_id: state for policy_id, state in known.items() if state is not None}
+
+    async def save_many(
+        self, saves: Sequence[tuple[PolicyState | None, Sequence[PolicyEvent]]]
+    ) -> None:
+        saves = [(state, events) for state, events in saves if events]
+        if not saves:
+            return
+        self._wrote = True
+        await self._events.append_many(
+            [(events[0].aggregate_id, 0 if state is None else state.version, events)
+             for state, events in saves]
+        )  # fmt: skip
+        await self._index([e for _, events in saves for e in events])
+
+    async def _index(self, events: Sequence[PolicyEvent]) -> None:
+        """Who may look each policy up (customer_policies), one statement."""
         pairs = {(customer, e.policy_id) for e in events for customer in e.customer_ids}
         await self._conn.execute(
             "INSERT INTO customer_policies (customer_id, policy_id)"
@@ -99,10 +171,49 @@ class PostgresRequests:
         if inserted is None:
             raise Conflict(f"request key {key.scope} {key.key!r} was recorded concurrently")
 
+    async def recorded_many(
+        self, keys: Collection[RequestKey]
+    ) -> dict[RequestKey, RecordedRequest]:
+        keys = list(keys)
+        rows = await self._conn.fetch(
+            "SELECT r.scope, r.key, r.fingerprint, r.event_ids FROM idempotency_records r"
+            " JOIN unnest($1::text[], $2::text[]) AS k(scope, key)"
+            " ON r.scope = k.scope AND r.key = k.key",
+            [k.scope for k in keys],
+            [k.key for k in keys],
+        )
+        return {
+            RequestKey(row["scope"], row["key"]): RecordedRequest(
+                row["fingerprint"], tuple(row["event_ids"])
+            )
+            for row in rows
+        }
+
+    async def record_many(self, requests: Mapping[RequestKey, RecordedRequest]) -> None:
+        if not requests:
+            return
+        # As `record`: a key a concurrent transaction holds waits for its outcome; one it
+        # committed is not inserted, and the batch must be decided again.
+        inserted = await self._conn.fetchval(
+            "WITH new AS (INSERT INTO idempotency_records (scope, key, fingerprint, event_ids)"
+            " SELECT scope, key, fingerprint, event_ids::uuid[]"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+            " AS r(scope, key, fingerprint, event_ids)"
+            " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM new",
+            [k.scope for k in requests],
+            [k.key for k in requests],
+            [r.fingerprint for r in requests.values()],
+            ["{" + ",".join(str(i) for i in r.event_ids) + "}" for r in requests.values()],
+        )
+        if inserted != len(requests):
+            raise Conflict(f"{len(requests) - inserted} request keys were recorded concurrently")
+
 
 class PostgresContractsUnitOfWork(PostgresUnitOfWork):
-    def __init__(self, conn: Connection, store: EventStore) -> None:
+    def __init__(
+        self, conn: Connection, store: EventStore, states: PolicyStates | None = None
+    ) -> None:
         super().__init__(conn, store)
-        self.policies = PostgresPolicies(self.events, conn)
+        self.policies = PostgresPolicies(self.events, conn, states or PolicyStates())
         self.activations = PostgresActivations(conn)
         self.requests = PostgresRequests(conn)

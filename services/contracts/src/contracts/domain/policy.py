@@ -223,9 +223,18 @@ def evolve(state: PolicyState | None, event: PolicyEvent) -> PolicyState:
     if state is None:
         raise InconsistentHistory(f"a policy's history starts with PolicyIssued, not {event!r}")
 
-    state = replace(
-        state, version=event.aggregate_version, event_ids=state.event_ids | {event.event_id}
+    # One `replace` per event (a fold is one per event of the stream): what every event
+    # sets, with what this kind of event changes.
+    return replace(
+        state,
+        version=event.aggregate_version,
+        event_ids=state.event_ids | {event.event_id},
+        **_changes(state, event),
     )
+
+
+def _changes(state: PolicyState, event: PolicyEvent) -> dict[str, Any]:
+    """What an event after the first PolicyIssued changes on the state."""
     match event:
         case PremiumPaid():
             payment = RecordedPayment(
@@ -234,32 +243,28 @@ def evolve(state: PolicyState | None, event: PolicyEvent) -> PolicyState:
                 paid_at=event.occurred_at,
                 point_relevant=event.point_relevant,
             )
-            return replace(state, payments=(*state.payments, payment))
+            return {"payments": (*state.payments, payment)}
         case PolicyCancelled():
             terms = (
                 *state.terms[:-1],
                 replace(state.terms[-1], cancellation_effective_date=event.effective_date),
             )
-            return replace(
-                state,
-                status=PolicyStatus.CANCELLED,
-                cancellation_effective_date=event.effective_date,
-                terms=terms,
-            )
+            return {
+                "status": PolicyStatus.CANCELLED,
+                "cancellation_effective_date": event.effective_date,
+                "terms": terms,
+            }
         case PolicyholdersChanged():
             removed = set(state.policyholder_ids) - set(event.policyholder_ids)
-            return replace(
-                state,
-                policyholder_ids=event.policyholder_ids,
-                former_policyholder_ids=(state.former_policyholder_ids | removed)
+            return {
+                "policyholder_ids": event.policyholder_ids,
+                "former_policyholder_ids": (state.former_policyholder_ids | removed)
                 - set(event.policyholder_ids),
-            )
+            }
         case BankDetailsChanged():
-            return replace(
-                state, iban_masked=event.iban_masked, bank_details_changed_at=event.occurred_at
-            )
+            return {"iban_masked": event.iban_masked, "bank_details_changed_at": event.occurred_at}
         case MoveReported():
-            return replace(state, postal_address=event.new_address, moved_on=event.moved_on)
+            return {"postal_address": event.new_address, "moved_on": event.moved_on}
     raise InconsistentHistory(f"unknown policy event {type(event).__name__}")
 
 

@@ -19,7 +19,7 @@ from servicekit.asyncapi import StreamSpec
 from servicekit.stream import EventStream, Rejected
 
 from contracts.domain.errors import UpstreamRejected
-from contracts.handlers import UPSTREAM_TYPES, Contracts
+from contracts.handlers import UPSTREAM_TYPES, Contracts, UpstreamInput
 from contracts.unit_of_work import ContractsUnitOfWork
 
 INGESTION_GROUP = "contracts.upstream-ingestion"
@@ -45,13 +45,15 @@ def subscribe(stream: EventStream[U], contracts: Contracts) -> KafkaBroker:
     @stream.subscriber(INGESTION_GROUP, *STREAM.topics(INGESTION_GROUP), inbox=False)
     async def upstream_intake(messages: Sequence[Contract], uow: U) -> None:
         """CT-1: policies and payments from policy administration and collections."""
+        upstream: list[UpstreamInput] = []
         for message in messages:
             if not isinstance(message, UPSTREAM_TYPES):
                 raise Rejected(f"{message.type_name()} is not an upstream contracts message")
-            try:
-                await contracts.ingest(message, uow)
-            except UpstreamRejected as rejected:
-                raise Rejected(f"{rejected.code.value}: {rejected.detail}") from rejected
+            upstream.append(message)
+        try:
+            await contracts.ingest_many(upstream, uow)
+        except UpstreamRejected as rejected:
+            raise Rejected(f"{rejected.code.value}: {rejected.detail}") from rejected
 
     @stream.subscriber(IDENTITY_GROUP, *STREAM.topics(IDENTITY_GROUP))
     async def account_activations(messages: Sequence[Contract], uow: U) -> None:
