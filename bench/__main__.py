@@ -10,7 +10,7 @@
     python -m bench --compare OLD.json  # then print every ratio's change against OLD
     python -m bench --sections fold     # only some: appends,relay,fold,consumer,rebuild,
                                         #   notifier,instrumentation,gateway,e2e,claims,
-                                        #   statements
+                                        #   statements,contracts
     python -m bench --profile prof/     # cProfile the timed subjects (figures then slower)
 
 Needs PORTAL_DATABASE_URL and PORTAL_KAFKA_BOOTSTRAP (`make bench` sets them).
@@ -51,6 +51,7 @@ from bench import (
     appends,
     claims,
     consumer,
+    contracts_intake,
     e2e,
     fold,
     gateway,
@@ -63,7 +64,7 @@ from bench.common import Row, compare, enable_profiling, profiling, say
 
 SECTIONS = (
     "appends", "relay", "fold", "consumer", "rebuild", "notifier", "instrumentation", "gateway",
-    "e2e", "claims", "statements",
+    "e2e", "claims", "statements", "contracts",
 )  # fmt: skip
 NOTIFIER_MODULE = "bench.notifier_email"
 QUICK_NOTIFIER_MESSAGES = 500  # its run(..., messages=) in a quick run (default 2,000)
@@ -284,6 +285,7 @@ async def main(args: argparse.Namespace) -> int:
         ("e2e", lambda: e2e.run(bootstrap, dsn, args.quick)),
         ("claims", lambda: claims.run(bootstrap, dsn, args.quick)),
         ("statements", lambda: statements.run(dsn, args.quick)),
+        ("contracts", lambda: contracts_intake.run(bootstrap, dsn, args.quick)),
     ]  # fmt: skip
     if "notifier" in args.sections:
         try:
