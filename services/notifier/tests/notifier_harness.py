@@ -34,6 +34,7 @@ from contracts_schemas.common import NotificationChannel, PostalAddress
 from contracts_schemas.identity import (
     AccountLocked,
     ActivationCodeIssued,
+    AddressChanged,
     ContactDetailsChanged,
     CustomerRegistered,
     EmailVerified,
@@ -171,6 +172,10 @@ class Customer:
         return ContactDetailsChanged(
             **self._identity(None), email=new_email, previous_email=self.email
         )
+
+    def moved(self, address: PostalAddress) -> AddressChanged:
+        """CT-4 as identity announces it: the customer's new address after a reported move."""
+        return AddressChanged(**self._identity(None), address=address)
 
     def claim_status(
         self,

@@ -1,4 +1,6 @@
-"""NT-1/ID-3: activation-code letters as DIN 5008 PDFs, handed to a directory print queue."""
+"""NT-1/ID-3: activation-code letters as DIN 5008 PDFs, handed to a directory print queue;
+CT-4/NT-2: a move's confirmation letter to the old address, from the real broker to the
+print queue."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from notifier.adapters.print_queue import DirectoryPrintQueue, LetterChannel, Pr
 from notifier.domain.contacts import apply
 from notifier.domain.messages import RenderedMessage
 from notifier.domain.plan import plan_messages, withheld_values
+from notifier_harness import Customer, running_notifier
+from notifier_servers import plain_text, running_smtp
 from pypdf import PdfReader
 from servicekit.clock import FixedClock
 
@@ -166,3 +170,53 @@ async def test_nt1_a_letter_without_a_postal_address_is_a_permanent_failure(
         await LetterChannel(DirectoryPrintQueue(tmp_path), clock=FixedClock(ev.now)).send(
             no_address, rendered
         )
+
+
+@pytest.mark.integration
+async def test_nt2_nt3_nt4_a_move_on_the_broker_is_one_letter_to_the_old_address(tmp_path):
+    """Identity's AddressChanged (delivered twice) on the real broker: one letter in the
+    print queue, addressed to where the customer lived, naming the new address; one e-mail
+    to the verified address, without it; the notifier's view then holds the new address."""
+    berlin = PostalAddress(
+        recipient="Erika Mustermann", street="Lindenallee 5", postal_code="10115", city="Berlin"
+    )
+    async with (
+        running_smtp() as smtp,
+        running_notifier(smtp_port=smtp.port, print_queue_dir=tmp_path) as notifier,
+    ):
+        erika = Customer()
+        await notifier.publish(erika.registered(), erika.email_verified())
+        await notifier.contact_known(erika.customer_id)
+        moved = erika.moved(berlin)
+        await notifier.publish(moved, moved)
+
+        deliveries = await notifier.settled(erika.customer_id, count=2)
+        async with notifier.service.runtime.pool.acquire() as conn:
+            view = await conn.fetchval(
+                "SELECT view FROM contacts WHERE customer_id = $1", erika.customer_id
+            )
+
+    assert len(deliveries) == 2
+    assert {(d["channel"], d["kind"], d["status"]) for d in deliveries} == {
+        ("letter", "address_changed", "sent"),
+        ("email", "address_changed", "sent"),
+    }
+    assert {d["event_id"] for d in deliveries} == {str(moved.event_id)}
+    (letter,) = [d for d in deliveries if d["channel"] == "letter"]
+    manifest = PrintJobManifest.model_validate_json(
+        (tmp_path / f"{letter['message_key']}.json").read_text()
+    )
+    assert manifest.kind == "address_changed"
+    assert manifest.recipient == ["Erika Mustermann", "Heidestraße 17", "51147 Köln"]
+    text = text_of((tmp_path / manifest.file).read_bytes())
+    assert "Bestätigung Ihrer Adressänderung" in text
+    for line in ("Lindenallee 5", "10115 Berlin"):
+        assert line in text
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [f"{letter['message_key']}.json"]
+    (envelope,) = smtp.handler.envelopes
+    assert envelope.rcpt_tos == [erika.email]
+    (email,) = smtp.handler.messages()
+    assert email["Subject"] == "Ihre Anschrift wurde geändert"
+    assert "an Ihre bisherige Anschrift" in plain_text(email)
+    assert "Lindenallee" not in email.as_string()
+    assert json.loads(view)["address"]["street"] == "Lindenallee 5"

@@ -42,6 +42,10 @@ from notifier.domain.messages import OutgoingMessage
 from notifier.domain.plan import plan_messages
 
 NOW = datetime(2026, 3, 2, 13, 35, tzinfo=UTC)  # 14:35 in Berlin
+#: Where Erika moves (CT-4): a letter to the old address and an e-mail tell her (NT-2).
+MOVED_TO = PostalAddress(
+    recipient="Erika Mustermann", street="Lindenallee 5", postal_code="10115", city="Berlin"
+)
 
 
 class Events:
@@ -275,6 +279,7 @@ class Events:
             (self.username_reminder(), view),
             (self.password_reset(), view),
             (self.points_warning(), view),
+            (self.address_changed(MOVED_TO), view),
             (self.cancelled(), view),
             (
                 self.contact_changed(

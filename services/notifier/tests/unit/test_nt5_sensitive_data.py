@@ -76,6 +76,7 @@ def poisoned_events(ev):
         ev.device_bound(device_name=DIAGNOSIS),
         ev.device_bound(device_name=f"Handy {IBAN}"),
         ev.device_revoked(),
+        ev.address_changed(ev.address.model_copy(update={"street": "Lindenallee 5"})),
     ]
 
 

@@ -353,6 +353,7 @@ def test_nt4_each_event_yields_at_most_one_message_per_recipient_and_channel(ev)
             mobile="+4917000000",
             previous_mobile="+4915100000",
         ),
+        ev.address_changed(ev.address.model_copy(update={"street": "Lindenallee 5"})),
         ev.cancelled(),
     ]
     for event in events:

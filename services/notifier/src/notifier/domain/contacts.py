@@ -14,6 +14,10 @@ Robustness of the fold:
 - `AccountCancelled` sets `cancelled` but keeps the e-mail address: the ID-9 confirmation
   still needs it. Erasing the view's personal data afterwards is a retention job, not part
   of this fold. It also ends e-mail-instead-of-letter (ID-9, DOC-4).
+- CT-4: `AddressChanged` is identity's word on the customer's postal address (identity owns
+  it; a move reported to contracts reaches the notifier only this way). The address it
+  replaces is the one NT-2's confirmation letter goes to, so it is planned before the
+  fold (`plan.py`).
 - ID-1: an address is verified by `EmailVerified` naming it; `CustomerRegistered` starts
   unverified. `ContactDetailsChanged` with a new e-mail counts as verified: identity
   announces a changed address only once the code sent to it was entered (ID-8), and
@@ -135,7 +139,7 @@ def apply(view: ContactView | None, event: ContactEvent) -> ContactView:
 
 
 def _apply_identity(view: ContactView, event: IdentityEvent) -> ContactView:
-    if _is_stale_identity_event(view, event):
+    if is_stale_identity_event(view, event):
         return view
     marker = {"identity_stream": event.aggregate_id, "identity_version": event.aggregate_version}
     match event:
@@ -199,7 +203,8 @@ def _same_email(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.strip().lower() == b.strip().lower()
 
 
-def _is_stale_identity_event(view: ContactView, event: IdentityEvent) -> bool:
+def is_stale_identity_event(view: ContactView, event: IdentityEvent) -> bool:
+    """The view already folded this identity event, or a newer one of its stream."""
     return view.identity_stream == event.aggregate_id and (
         event.aggregate_version <= view.identity_version
     )

@@ -57,6 +57,9 @@ class MessageKind(StrEnum):
     #: DOC-4/DOC-5: a document that goes by post, as a cover letter with the document's PDF
     #: (fetched from the documents service when the letter is sent) enclosed.
     DOCUMENT_LETTER = "document_letter"
+    #: NT-2/CT-4: a move (identity's AddressChanged) confirmed by letter to the old postal
+    #: address, and told by e-mail to the verified address on file.
+    ADDRESS_CHANGED = "address_changed"
 
 
 #: Kinds that carry a code, token or credential: never sent after `not_after` (NT-4) and

@@ -3,7 +3,8 @@
 `plan_messages(event, view)` returns at most one message per recipient and channel for one
 event (NT-4); an event the notifier does not care about yields `[]`. The result does not
 depend on whether `view` already had `event` folded in, so callers may plan before or after
-`contacts.apply`.
+`contacts.apply` - except for `AddressChanged`, whose letter goes to the address the event
+replaces: it is planned before the fold (intake does so for every event).
 
 NT-5, first line of defence: every context is built here from named fields only; event
 models are never passed to templates wholesale. A sensitive document's title (DOC-3/DOC-5)
@@ -32,6 +33,15 @@ Interpretations (also in the README):
 - Contact change (ID-8): an e-mail to the address that was valid before the change (the
   previous address if the e-mail changed, else the unchanged one), and an SMS to the
   previous mobile number if the mobile changed. Neither tells the new value.
+- Move (CT-4, identity's AddressChanged): a letter "Bestätigung Ihrer Adressänderung" to
+  the postal address the view held before the change, naming the new address (the customer
+  must be able to tell whether the move was theirs); none when no address was known or the
+  new one is the same. Also an e-mail to the verified address on file (not after a
+  cancellation), without the new address: the letter takes days, and a stranger who
+  redirected the customer's post (to receive the next activation letter, ID-5) must be
+  noticed at once. Planned with the view BEFORE the event is folded (as intake does): once
+  folded, or when a newer identity event was folded already, it plans nothing - so a stale
+  redelivery never confirms an address the customer has since left.
 - Every message has `not_after`: the code's expiry for codes (NT-4), the expiry minus the
   postal transit time for activation letters, and a staleness horizon for notices, so a
   replay of old history (or a long outage) never mails customers about the distant past.
@@ -52,6 +62,7 @@ from contracts_schemas.identity import (
     AccountCancelled,
     AccountLocked,
     ActivationCodeIssued,
+    AddressChanged,
     ContactDetailsChanged,
     DeviceBound,
     DeviceRevoked,
@@ -68,7 +79,7 @@ from contracts_schemas.identity import (
 from contracts_schemas.loyalty import PointsExpiryWarningIssued
 from servicekit.clock import berlin_date, start_of_berlin_day
 
-from notifier.domain.contacts import ContactView
+from notifier.domain.contacts import ContactView, is_stale_identity_event
 from notifier.domain.guard import scan
 from notifier.domain.messages import (
     ChannelKind,
@@ -93,6 +104,7 @@ PlannedEvent: TypeAlias = (
     | PointsExpiryWarningIssued
     | AccountCancelled
     | ContactDetailsChanged
+    | AddressChanged
     | EmailVerificationCodeIssued
     | RegistrationNotCompleted
     | AccountLocked
@@ -177,6 +189,9 @@ class PlanSettings:
     registration_answer_fresh_for: timedelta = timedelta(hours=24)
     #: A document letter still goes after a print-queue or documents outage this long.
     document_letter_fresh_for: timedelta = timedelta(days=30)
+    #: A move's confirmation to the old address still goes this long after the change (post
+    #: is forwarded for months; a print-queue outage must not swallow it).
+    address_letter_fresh_for: timedelta = timedelta(days=30)
     #: An activation letter must be in the print queue this long before the code expires.
     letter_transit: timedelta = timedelta(days=7)
     default_country_code: str = "49"
@@ -216,6 +231,8 @@ def plan_messages(
             return planner.account_cancelled(event)
         case ContactDetailsChanged():
             return planner.contact_details_changed(event)
+        case AddressChanged():
+            return planner.address_changed(event)
         case EmailVerificationCodeIssued():
             return planner.email_verification_code(event)
         case RegistrationNotCompleted():
@@ -241,13 +258,16 @@ def customer_of_planned(event: PlannedEvent) -> str | None:
     return event.customer_id
 
 
-def withheld_values(event: Event) -> frozenset[str]:
-    """Values of `event` that the plan deliberately keeps out of every text (NT-5).
+def withheld_values(event: Event, channel: ChannelKind | None = None) -> frozenset[str]:
+    """Values of `event` that the plan deliberately keeps out of every text (NT-5), or out
+    of the texts on `channel` (a move's new street goes into the letter, not the e-mail).
 
     The renderer's guard refuses a text that contains one of them.
     """
     values: set[str | None] = set()
-    if isinstance(event, DocumentAvailable) and safe_document_title(event) is None:
+    if isinstance(event, AddressChanged) and channel is ChannelKind.EMAIL:
+        values.add(event.address.street)
+    elif isinstance(event, DocumentAvailable) and safe_document_title(event) is None:
         values |= {event.title, event.category}
     elif isinstance(event, ContactDetailsChanged):
         values |= {event.email, event.mobile}
@@ -557,6 +577,49 @@ class _Planner:
                 assert_never(event)
         not_after = event.occurred_at + self.settings.confirmation_fresh_for
         return [self._email(MessageKind.SECURITY_NOTICE, view.email, context, not_after)]
+
+    # CT-4 / NT-2: a move confirmed by letter to the old address, and told by e-mail
+    def address_changed(self, event: AddressChanged) -> list[OutgoingMessage]:
+        view = self.view
+        if view is None or is_stale_identity_event(view, event):
+            return []
+        old = view.address
+        if old is not None and postal_recipient(old) == postal_recipient(event.address):
+            return []
+        messages: list[OutgoingMessage] = []
+        if old is not None:
+            messages.append(self._address_letter(event, old))
+        active = self.active_view
+        if active is not None and active.email and active.email_verified:
+            context: dict[str, TemplateValue] = {
+                "name": active.name,
+                "changed_at": event.occurred_at.isoformat(),
+                "letter_to_old_address": old is not None,
+            }
+            not_after = event.occurred_at + self.settings.confirmation_fresh_for
+            kind = MessageKind.ADDRESS_CHANGED
+            messages.append(self._email(kind, active.email, context, not_after))
+        return messages
+
+    def _address_letter(self, event: AddressChanged, old: PostalAddress) -> OutgoingMessage:
+        new = event.address
+        context: dict[str, TemplateValue] = {
+            "name": self.name,
+            "changed_at": event.occurred_at.isoformat(),
+            "new_recipient": new.recipient,
+            "new_street": new.street,
+            "new_postal_code": new.postal_code,
+            "new_city": new.city,
+            "new_country": None if new.country == "DE" else new.country,
+        }
+        return self._message(
+            kind=MessageKind.ADDRESS_CHANGED,
+            channel=ChannelKind.LETTER,
+            recipient=postal_recipient(old),
+            context=context,
+            not_after=event.occurred_at + self.settings.address_letter_fresh_for,
+            postal_address=old,
+        )
 
     # ID-8 / NT-2: confirmation to the old address
     def contact_details_changed(self, event: ContactDetailsChanged) -> list[OutgoingMessage]:
