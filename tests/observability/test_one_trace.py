@@ -1,17 +1,21 @@
 """OPS-2: one customer request through the gateway is one trace across every service it
-reaches - the services it calls over HTTP, the events they record on Kafka and the
-consumers that apply them. Real processes (gateway, identity, contracts, loyalty,
-notifier with its SMS stand-in), the real broker and database; spans read from the file
-every process appends to (PORTAL_TRACE_FILE).
+reaches - the services it calls over HTTP, the events they record on Kafka, the consumers
+that apply them and what THOSE record in turn. Real processes (gateway, identity,
+contracts, loyalty, notifier with its SMS stand-in and print queue), the real broker and
+database; spans read from the file every process appends to (PORTAL_TRACE_FILE).
 
-The request: the customer asks for an mTAN to change the bank details of a policy
-(CT-4/ID-6). The gateway forwards it to contracts, contracts asks identity over HTTP (its
-client injects the trace context: `servicekit.tracing.traced_client`), identity records
-`MtanRequested` and the notifier consumes it and sends the SMS - all in the one trace the
-caller started. The change itself, sent with the confirmed mTAN, is again one request
-and one trace: gateway -> contracts -> identity (the mTAN used up) -> `BankDetailsChanged`
-on Kafka -> loyalty's consumer. (No single request reaches both loyalty and the
-notifier: the notifier reads no contracts event, loyalty no identity code event.)"""
+The request under test: the customer reports a move through the gateway (CT-4). Contracts
+records `MoveReported` on Kafka; loyalty's consumer applies it, and so does identity's,
+which records `AddressChanged` (identity owns the address) through its outbox - the
+`traceparent` its consumer continued goes with it - and the notifier's consumer applies
+that and plans the confirmation letter to the old address (NT-2), which the print queue
+then holds. One trace: gateway -> contracts -> Kafka -> loyalty AND identity -> Kafka ->
+notifier.
+
+Also kept: the mTAN request (CT-4/ID-6), the trace's hop over HTTP - contracts asks
+identity for the mTAN with its traced client (`servicekit.tracing.traced_client`), and
+identity's span continues contracts'; identity's `MtanRequested` reaches the notifier's
+consumer (the SMS) in the same trace."""
 
 from __future__ import annotations
 
@@ -44,6 +48,8 @@ pytestmark = pytest.mark.e2e
 #: The gateway needs every upstream it routes to (claims and documents take no part here).
 SERVICES = ("identity", "contracts", "loyalty", "notifier", "claims", "documents", "gateway")
 IBAN = "DE02120300000000202051"
+#: Where the customer moves (from the Heidestraße 17, Köln, of the e2e factories).
+NEW_ADDRESS = {"street": "Lindenallee 5", "postal_code": "10115", "city": "Berlin"}
 
 
 @pytest.fixture
@@ -90,6 +96,19 @@ def reached(trace_file: Path, trace_id: str, servers: set[str], consumers: set[s
     return check
 
 
+def continued(trace_file: Path, trace_id: str, consumer: str, parent: str) -> Any:
+    """The trace's spans once a consumer span of `consumer` is the child of a span of
+    `parent` (exactly what the test then asserts)."""
+
+    def check() -> list[dict[str, Any]] | None:
+        spans = spans_of(trace_file, trace_id)
+        parents = {s["span_id"] for s in spans if s["service"] == parent}
+        children = [s for s in consumed_in(spans, consumer) if s["parent_span_id"] in parents]
+        return spans if children else None
+
+    return check
+
+
 async def publish(prefix: str, source: str, *messages: Any) -> None:
     producer: AIOKafkaProducer = reliable_producer(
         required_env("PORTAL_KAFKA_BOOTSTRAP"), unique("trace-producer")
@@ -101,13 +120,18 @@ async def publish(prefix: str, source: str, *messages: Any) -> None:
         await producer.stop()
 
 
+def address_letters(platform: Platform, recipient: str) -> list[tuple[dict[str, Any], str]]:
+    """The move's confirmation letters (NT-2) in the print queue addressed to `recipient`."""
+    return [(m, text) for m, text in platform.letters(recipient) if m["kind"] == "address_changed"]
+
+
 def traceparent() -> tuple[str, str]:
     """A caller's fresh trace: its id and the `traceparent` that starts it."""
     trace_id = secrets.token_hex(16)
     return trace_id, f"00-{trace_id}-{secrets.token_hex(8)}-01"
 
 
-async def test_ops2_one_request_is_one_trace_across_gateway_contracts_identity_kafka_and_consumers(
+async def test_ops2_one_request_is_one_trace_across_gateway_contracts_kafka_loyalty_and_notifier(
     traced: tuple[Platform, Path],
 ) -> None:
     platform, trace_file = traced
@@ -123,10 +147,43 @@ async def test_ops2_one_request_is_one_trace_across_gateway_contracts_identity_k
         policy_id = next(
             c["policy_id"] for c in listed if c["policy_number"] == customer.policy_number
         )
+
+        # The request under test: a move, in the caller's trace, continued by every hop.
+        move_trace, header = traceparent()
+        moved = portal.post(
+            f"/contracts/{policy_id}/moves",
+            json={
+                "new_address": {"recipient": customer.person.recipient, **NEW_ADDRESS},
+                "moved_on": "2026-04-01",
+            },
+            headers={"traceparent": header, "Idempotency-Key": unique("move")},
+        )
+        assert moved.status_code == 204, moved.text
+        spans = eventually(
+            reached(
+                trace_file,
+                move_trace,
+                {"gateway", "contracts"},
+                {"loyalty", "identity", "notifier"},
+            ),
+            within=120,
+        )
+        assert consumed_in(spans, "loyalty"), spans
+        # The traceparent survived identity's consume-then-append (its outbox row kept the
+        # context its consumer continued): the notifier's consumer span is identity's child.
+        spans = eventually(continued(trace_file, move_trace, "notifier", "identity"), within=120)
+        assert consumed_in(spans, "notifier"), spans
+        letters = eventually(
+            lambda: address_letters(platform, customer.person.recipient), within=120
+        )
+        ((manifest, text),) = letters
+        assert manifest["recipient"][1:] == ["Heidestraße 17", "51147 Köln"]  # the old address
+        assert "Bestätigung Ihrer Adressänderung" in text
+        assert "Lindenallee 5" in text
+
+        # The trace's hop over HTTP: contracts asks identity for an mTAN (CT-4/ID-6).
         mobile = customer.person.mobile
         seen = len(sms_codes(platform, mobile, "mTAN"))
-
-        # The request under test: the caller's trace, continued by every hop.
         mtan_trace, header = traceparent()
         asked = portal.post(
             f"/contracts/{policy_id}/bank-details/mtan",
@@ -142,21 +199,4 @@ async def test_ops2_one_request_is_one_trace_across_gateway_contracts_identity_k
             s["span_id"] for s in spans if s["service"] == "contracts"
         }, "identity's span continues contracts' (the trace context went with the call)"
         assert consumed_in(spans, "notifier"), spans
-        code = next_sms_code(platform, mobile, "mTAN", seen)  # the notification it caused
-
-        sent = asked.json()
-        answer(portal.post(sent["confirm_path"], json={"code": code}))
-
-        # The change, confirmed with that mTAN: one request, one trace, to loyalty.
-        change_trace, header = traceparent()
-        changed = portal.put(
-            f"/contracts/{policy_id}/bank-details",
-            json={"iban": IBAN, "mtan_id": sent["mtan_id"]},
-            headers={"traceparent": header},
-        )
-        assert changed.status_code == 204, changed.text
-        spans = eventually(
-            reached(trace_file, change_trace, {"gateway", "contracts", "identity"}, {"loyalty"}),
-            within=120,
-        )
-        assert consumed_in(spans, "loyalty"), spans
+        next_sms_code(platform, mobile, "mTAN", seen)  # the notification it caused
