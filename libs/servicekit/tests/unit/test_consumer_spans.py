@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from aiokafka import ConsumerRecord
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import encode
@@ -20,9 +19,7 @@ from contracts_schemas.contracts import PremiumPaid
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.testing import build_message
 from kit_factories import premium_paid
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from servicekit.memory import InMemoryUnitOfWork, memory_transactions
@@ -37,18 +34,6 @@ TRACE_B = "0af7651916cd43dd8448eb211c80319c"
 SPAN_A, SPAN_B = "00f067aa0ba902b7", "b7ad6b7169203331"
 PARENT_A = f"00-{TRACE_A}-{SPAN_A}-01"
 PARENT_B = f"00-{TRACE_B}-{SPAN_B}-01"
-
-
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
-    """The process's one tracer provider (installed once), with an in-memory exporter."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 @dataclass(frozen=True)

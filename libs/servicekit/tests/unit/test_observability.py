@@ -11,8 +11,6 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 from servicekit.http import Problem, create_app
@@ -22,18 +20,6 @@ from servicekit.tracing import JsonLinesSpanExporter, context_from_headers, curr
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
-
-
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
-    """The process's one tracer provider (installed once), with an in-memory exporter."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 def app_client(service: str) -> TestClient:
