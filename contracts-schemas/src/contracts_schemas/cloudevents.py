@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 from pydantic import ValidationError
 
@@ -60,7 +61,41 @@ class CloudEvent:
         return pairs
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [(name, value.encode()) for name, value in self.header_pairs()]
+        if self.extensions:
+            return [(name, value.encode()) for name, value in self.header_pairs()]
+        return kafka_headers(
+            self.id, self.type, self.source, self.time, self.subject, self.traceparent
+        )
+
+
+_SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION.encode())
+_CONTENT_TYPE_HEADER = ("content-type", CONTENT_TYPE.encode())
+
+
+def kafka_headers(
+    id: str,
+    type: str,
+    source: str,
+    time: str | None = None,
+    subject: str | None = None,
+    traceparent: str | None = None,
+) -> list[tuple[str, bytes]]:
+    """The Kafka headers of an envelope without extensions, in `header_pairs`' order,
+    built straight as bytes: the outbox relay makes them once per published event."""
+    headers = [
+        _SPEC_VERSION_HEADER,
+        ("ce_id", id.encode()),
+        ("ce_type", type.encode()),
+        ("ce_source", source.encode()),
+        _CONTENT_TYPE_HEADER,
+    ]
+    if time is not None:
+        headers.append(("ce_time", time.encode()))
+    if subject is not None:
+        headers.append(("ce_subject", subject.encode()))
+    if traceparent is not None:
+        headers.append((TRACEPARENT, traceparent.encode()))
+    return headers
 
 
 def _identity(message: Contract) -> tuple[str, datetime, str | None]:
@@ -84,40 +119,49 @@ def encode(message: Contract, source: str, traceparent: str | None = None) -> Cl
     )
 
 
-_RESERVED = {"specversion", "id", "type", "source", "time", "subject"}
+_NO_EXTENSIONS: Mapping[str, str] = MappingProxyType({})
 
 
 def from_kafka(headers: Headers | None, value: bytes | None) -> CloudEvent:
-    """Read the envelope; raises InvalidMessage when it is not a CloudEvent we accept."""
-    attrs: dict[str, str] = {}
-    traceparent = None
+    """Read the envelope; raises InvalidMessage when it is not a CloudEvent we accept.
+
+    Every header must be UTF-8 text (or have no value), whatever its name. Once per
+    consumed event, so one pass over the headers and no dictionary unless the envelope
+    has extensions."""
+    specversion = id = type = source = time = subject = traceparent = None
+    extensions: dict[str, str] | None = None
     for name, raw in headers or ():
         try:
             text = raw.decode() if raw is not None else ""
         except UnicodeDecodeError as exc:
             raise InvalidMessage(f"header {name} is not UTF-8") from exc
-        if name.startswith("ce_"):
-            attrs[name[3:]] = text
+        if name == "ce_id":
+            id = text
+        elif name == "ce_type":
+            type = text
+        elif name == "ce_source":
+            source = text
+        elif name == "ce_time":
+            time = text
+        elif name == "ce_subject":
+            subject = text
+        elif name == "ce_specversion":
+            specversion = text
         elif name == TRACEPARENT:
             traceparent = text
-    if attrs.get("specversion") != SPEC_VERSION:
-        raise InvalidMessage(
-            f"ce_specversion must be {SPEC_VERSION}, got {attrs.get('specversion')!r}"
-        )
-    missing = [a for a in ("id", "type", "source") if not attrs.get(a)]
-    if missing:
+        elif name.startswith("ce_"):
+            if extensions is None:
+                extensions = {}
+            extensions[name[3:]] = text
+    if specversion != SPEC_VERSION:
+        raise InvalidMessage(f"ce_specversion must be {SPEC_VERSION}, got {specversion!r}")
+    if not id or not type or not source:
+        missing = [a for a, v in (("id", id), ("type", type), ("source", source)) if not v]
         raise InvalidMessage(f"missing CloudEvents attributes: {', '.join(missing)}")
     if value is None:
         raise InvalidMessage("message has no body")
     return CloudEvent(
-        id=attrs["id"],
-        type=attrs["type"],
-        source=attrs["source"],
-        data=value,
-        time=attrs.get("time"),
-        subject=attrs.get("subject"),
-        traceparent=traceparent,
-        extensions={k: v for k, v in attrs.items() if k not in _RESERVED},
+        id, type, source, value, time, subject, traceparent, extensions or _NO_EXTENSIONS
     )
 
 
@@ -130,10 +174,24 @@ def decode(cloud_event: CloudEvent) -> Contract:
         message = registration.model.model_validate_json(cloud_event.data)
     except ValidationError as exc:
         raise InvalidMessage(f"schema violation in {cloud_event.type}: {_summary(exc)}") from exc
-    message_id, _, _ = _identity(message)
+    message_id = _message_id(message)
     if message_id != cloud_event.id:
         raise InvalidMessage(f"ce_id {cloud_event.id!r} differs from the body's id {message_id!r}")
     return message
+
+
+_ID_FIELD: dict[type, str] = {}
+
+
+def _message_id(message: Contract) -> str:
+    """`_identity(message)[0]`, with the class's id field looked up once per class (an
+    isinstance check of a pydantic model class is an ABC check: slow, once per event)."""
+    field_name = _ID_FIELD.get(message.__class__)
+    if field_name is None:
+        _identity(message)  # neither an Event nor an UpstreamMessage: TypeError
+        field_name = "event_id" if isinstance(message, Event) else "message_id"
+        _ID_FIELD[message.__class__] = field_name
+    return str(getattr(message, field_name))
 
 
 def _summary(error: ValidationError) -> str:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from aiokafka.errors import KafkaError
-from contracts_schemas.cloudevents import CloudEvent
+from contracts_schemas.cloudevents import kafka_headers
 
 from servicekit.db import Connection
 from servicekit.kafka import OutgoingRecord
@@ -54,7 +54,7 @@ broker acknowledged every one of them (and raises when it refused one)."""
 _PENDING = """
 SELECT o.id, o.topic, o.partition_key, o.headers, o.payload, o.source, o.traceparent,
        o.event_id, e.event_type, e.occurred_at, e.payload->>'aggregate_id' AS subject,
-       e.payload::text AS body
+       convert_to(e.payload::text, 'UTF8') AS body
 FROM outbox o LEFT JOIN events e ON e.event_id = o.event_ref
 WHERE o.published_at IS NULL AND o.id > $2 ORDER BY o.id LIMIT $1
 """
@@ -290,20 +290,16 @@ def _retrieved(acks: asyncio.Future[object]) -> None:
 
 
 def _record(row: asyncpg.Record) -> OutgoingRecord:
-    body = row["body"]
+    """The row's record, built straight as bytes (per published event: no envelope object)."""
+    (_id, topic, key, headers, payload, source, traceparent,
+     event_id, event_type, occurred_at, subject, body) = row  # fmt: skip
     if body is None:  # queued by `enqueue`: the whole record is in the row
-        headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
-        return OutgoingRecord(row["topic"], row["partition_key"], bytes(row["payload"]), headers)
-    envelope = CloudEvent(
-        id=row["event_id"],
-        type=row["event_type"],
-        source=row["source"],
-        data=b"",
-        time=row["occurred_at"].isoformat(),
-        subject=row["subject"],
-        traceparent=row["traceparent"],
+        whole = [(name, value.encode()) for name, value in json.loads(headers)]
+        return OutgoingRecord(topic, key, bytes(payload), whole)
+    envelope = kafka_headers(
+        event_id, event_type, source, occurred_at.isoformat(), subject, traceparent
     )
-    return OutgoingRecord(row["topic"], row["partition_key"], body.encode(), envelope.headers())
+    return OutgoingRecord(topic, key, body, envelope)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

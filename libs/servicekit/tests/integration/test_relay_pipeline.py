@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Sequence
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from contracts_schemas.cloudevents import decode, from_kafka
+from contracts_schemas.cloudevents import decode, encode, from_kafka
 from kit_factories import premium_paid
 from servicekit.eventstore import EventStore
 from servicekit.kafka import OutgoingRecord, publish_all, send_all
-from servicekit.outbox import OutboxRelay
+from servicekit.outbox import OutboxRelay, read_pending
 from servicekit.testing import read_topic, unique
 
 pytestmark = pytest.mark.integration
@@ -111,3 +111,17 @@ async def test_a_failed_round_leaves_it_and_every_later_round_unmarked(
     )
     assert await again.drain() == 25
     assert await unpublished(pool) == []
+
+
+async def test_a_lean_rows_record_carries_the_envelope_encode_makes(pool: asyncpg.Pool) -> None:
+    """The relay builds an event's headers from its lean outbox row and the stored event
+    (no envelope object per row): the same headers, in the same order, as `encode`."""
+    store = EventStore("/test", topic_for=lambda _: "t")
+    event = premium_paid("pol-envelope", 1)
+    traceparent = f"00-{'a' * 32}-{'b' * 16}-01"
+    async with pool.acquire() as conn, conn.transaction():
+        await store.append(conn, "pol-envelope", 0, [event])
+        await conn.execute("UPDATE outbox SET traceparent = $1", traceparent)
+        _ids, (record,) = await read_pending(conn, 10)
+    assert record.headers == encode(event, "/test", traceparent).headers()
+    assert decode(from_kafka(record.headers, record.value)) == event
