@@ -261,6 +261,25 @@ def test_loy10_the_statement_body_shows_every_field_of_the_ledger(data):
         assert statement(ledger) == _reference_body(ledger)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_loy10_each_of_a_customers_statements_shows_its_own_ledger(data):
+    """LOY-10/13: the encoder keeps the text of a customer's last lots and history (a
+    cache); every later statement - folded on from one snapshot, as of later times, so
+    with more history and lots drawn or expired - is still exactly its own ledger's body."""
+    facts, customers, as_ofs = data.draw(histories())
+    for customer in customers:
+        own = concerning(customer, facts)
+        cuts = [f.occurred_at for f in own] + [datetime(2021, 1, 1, tzinfo=BERLIN)]
+        cut = data.draw(st.sampled_from(cuts))
+        snapshot = snapshot_ledger(customer, [f for f in own if f.occurred_at <= cut], cut, CONFIG)
+        for as_of in sorted(a for a in as_ofs if a >= cut):
+            later = [f for f in own if f.occurred_at > cut]
+            ledger = build_ledger(customer, later, as_of, CONFIG, since=snapshot)
+            assert statement(ledger) == _reference_body(ledger)
+            assert statement(ledger) == _reference_body(ledger)  # the kept text, again
+
+
 def _reference_body(ledger: Ledger) -> dict[str, Any]:
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -65,21 +65,39 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::
 ON CONFLICT DO NOTHING
 """
 # One statement, so one snapshot: the facts and the account stream's version are what
-# was committed at the same moment (a decision recorded in between cannot hide). $3: only
-# the facts after it (NULL: all); $4: count and checksum the facts at or before it.
-_ACCOUNT = """
-WITH account AS (
-    SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $2
-), settled AS (
-    SELECT count(*) AS count, coalesce(sum(hashtext(event_id)), 0) AS checksum
-    FROM facts WHERE $4::timestamptz IS NOT NULL AND customer_id = $1 AND occurred_at <= $4
+# was committed at the same moment (a decision recorded in between cannot hide). The
+# facts: all, or (with `after`) only those after it; the settled count and checksum
+# (with `settled_at`) of those at or before it. Four texts, not one with "$3 IS NULL OR"
+# conditions: a prepared statement's generic plan then still reads a range of
+# facts_by_time instead of every fact of the customer.
+_VERSION = (
+    "account AS (SELECT coalesce(max(stream_version), 0) AS version"
+    " FROM events WHERE stream_id = $2)"
 )
-SELECT account.version, settled.count, settled.checksum, facts.event_id, facts.fact_type,
-       facts.occurred_at, facts.payload::text AS payload
-FROM account CROSS JOIN settled
-LEFT JOIN facts ON facts.customer_id = $1
-               AND ($3::timestamptz IS NULL OR facts.occurred_at > $3)
-"""
+_SETTLED = {  # by settled_at given
+    False: "settled AS (SELECT NULL::bigint AS count, NULL::bigint AS checksum)",
+    True: "settled AS (SELECT count(*) AS count, coalesce(sum(hashtext(event_id)), 0) AS checksum"
+    " FROM facts WHERE customer_id = $1 AND occurred_at <= $3)",
+}
+_FACTS = {  # by (after given, settled_at given): after is the last parameter
+    (False, False): "",
+    (False, True): "",
+    (True, False): " AND occurred_at > $3",
+    (True, True): " AND occurred_at > $4",
+}
+_ACCOUNT = {
+    (after, settled): " ".join(
+        (
+            f"WITH {_VERSION}, {_SETTLED[settled]},",
+            "fact AS (SELECT event_id, fact_type, occurred_at, payload::text AS payload",
+            f"FROM facts WHERE customer_id = $1{_FACTS[after, settled]})",
+            "SELECT account.version, settled.count, settled.checksum, fact.event_id,",
+            "fact.fact_type, fact.occurred_at, fact.payload",
+            "FROM account CROSS JOIN settled LEFT JOIN fact ON true",
+        )
+    )
+    for after, settled in _FACTS
+}
 
 
 def encode(fact: Fact) -> str:
@@ -122,9 +140,9 @@ class PostgresFacts:
     async def account(
         self, customer_id: str, after: datetime | None = None, settled_at: datetime | None = None
     ) -> Account:
-        rows = await self._conn.fetch(
-            _ACCOUNT, customer_id, account_stream(customer_id), after, settled_at
-        )
+        query = _ACCOUNT[after is not None, settled_at is not None]
+        arguments = [a for a in (settled_at, after) if a is not None]  # $3, then $4
+        rows = await self._conn.fetch(query, customer_id, account_stream(customer_id), *arguments)
         facts = tuple(
             decode(row["fact_type"], row["event_id"], row["occurred_at"], row["payload"])
             for row in rows

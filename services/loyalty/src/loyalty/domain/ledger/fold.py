@@ -91,6 +91,7 @@ def _order_key(fact: Fact) -> tuple[datetime, int, str]:
 
 @dataclass(slots=True)
 class _Lot:
+    index: int  # its place in the fold's `lots` (and `shown`)
     lot_id: str
     rule: Rule
     reason: CreditReason
@@ -109,20 +110,15 @@ class _Lot:
         `remaining` ever changes), so ledgers folded on from one snapshot share them."""
         frozen = self.frozen
         if frozen is None or frozen.remaining != self.remaining:
-            frozen = self.frozen = Lot(
-                self.lot_id,
-                self.rule,
-                self.reason,
-                self.credited_at,
-                self.credited_on,
-                self.expires_on,
-                self.points,
-                self.remaining,
-            )
+            frozen = self.frozen = Lot(*self._shown())
         return frozen
 
     def clone(self) -> _Lot:
-        return _Lot(
+        return _Lot(self.index, *self._shown(), self.frozen)
+
+    def _shown(self) -> tuple[str, Rule, CreditReason, datetime, date, date, int, int]:
+        """The fields a `Lot` shows, in its order."""
+        return (
             self.lot_id,
             self.rule,
             self.reason,
@@ -131,7 +127,6 @@ class _Lot:
             self.expires_on,
             self.points,
             self.remaining,
-            self.frozen,
         )
 
 
@@ -196,6 +191,9 @@ class _Fold:
         self.holdings: list[_Holding] = []
         self.lots: list[_Lot] = []
         self.alive: list[_Lot] = []  # remaining > 0, sorted by draw_key
+        self.own: set[int] = set()  # indexes of the lots this fold may change in place
+        self.shown: list[Lot] = []  # each lot as the ledger shows it, by index ...
+        self.stale: set[int] = set()  # ... but for these, changed since
         self.balance = 0
         self.history: list[HistoryEntry] = []
         self.pending: deque[_Pending] = deque()
@@ -211,14 +209,18 @@ class _Fold:
         return self.enrolled_at is not None and self.ended_at is None
 
     def copy(self) -> _Fold:
-        """A fold that goes on without changing this one. Copied: what later facts can
-        change - lots with points left, policies and holdings (together, they share
-        terms), the collections. Shared: used-up lots and history entries, which never
-        change again."""
+        """A fold that goes on without changing this one, in time independent of how many
+        lots there are: lots are shared until one of the two changes one (`_owned`), so
+        from here on neither changes a lot in place that it has not copied itself.
+        Copied besides: policies and holdings (together, they share terms), the
+        collections. Shared: history entries, which never change."""
         twin = copy.copy(self)
-        alive = {id(lot): lot.clone() for lot in self.alive}
-        twin.alive = list(alive.values())
-        twin.lots = [alive.get(id(lot), lot) for lot in self.lots]
+        self.own = set()
+        twin.own = set()
+        twin.lots = list(self.lots)
+        twin.alive = list(self.alive)
+        twin.shown = list(self.shown)
+        twin.stale = set(self.stale)
         twin.policies, twin.holdings = copy.deepcopy((self.policies, self.holdings))
         twin.history = list(self.history)
         twin.pending = deque(self.pending)
@@ -260,7 +262,7 @@ class _Fold:
             count += 1
         if count == 0:
             return
-        draws = self._take_all(alive[:count])
+        draws = self._take_all(count)
         del alive[:count]
         expired = sum(d.points for d in draws)
         self.balance -= expired
@@ -321,20 +323,36 @@ class _Fold:
         at: datetime,
         on: date,
     ) -> None:
-        lot = _Lot(lot_id, rule, reason, at, on, lot_expires_on(on), points, points)
+        index = len(self.lots)
+        lot = _Lot(index, lot_id, rule, reason, at, on, lot_expires_on(on), points, points)
         self.lots.append(lot)
+        self.own.add(index)
+        self.shown.append(lot.freeze())
         bisect.insort(self.alive, lot, key=_Lot.draw_key)
         self.balance += points
         self.history.append(
             HistoryEntry(lot_id, at, EntryKind.CREDIT, points, rule, reason, self.balance)
         )
 
-    @staticmethod
-    def _take_all(lots: list[_Lot]) -> tuple[LotDraw, ...]:
-        draws = tuple(LotDraw(lot.lot_id, lot.remaining) for lot in lots)
-        for lot in lots:
+    def _owned(self, position: int) -> _Lot:
+        """`alive[position]`, to change: copied first when it is shared with another fold
+        (`copy`); its shown state is then stale."""
+        lot = self.alive[position]
+        if lot.index not in self.own:
+            lot = lot.clone()
+            self.alive[position] = self.lots[lot.index] = lot
+            self.own.add(lot.index)
+        self.stale.add(lot.index)
+        return lot
+
+    def _take_all(self, count: int) -> tuple[LotDraw, ...]:
+        """Every point of the first `count` lots to expire (the caller drops them)."""
+        draws: list[LotDraw] = []
+        for position in range(count):
+            lot = self._owned(position)
+            draws.append(LotDraw(lot.lot_id, lot.remaining))
             lot.remaining = 0
-        return draws
+        return tuple(draws)
 
     def draw(self, points: int) -> tuple[LotDraw, ...]:
         """LOY-5/LOY-6: take up to `points` from the lots expiring first."""
@@ -343,7 +361,7 @@ class _Fold:
         left = points
         used_up = 0
         while left > 0 and used_up < len(alive):
-            lot = alive[used_up]
+            lot = self._owned(used_up)
             take = min(lot.remaining, left)
             lot.remaining -= take
             left -= take
@@ -531,7 +549,7 @@ class _Fold:
         self.pending.clear()
         if self.enrolled_at is None:
             return
-        draws = self._take_all(self.alive)
+        draws = self._take_all(len(self.alive))
         self.alive.clear()
         forfeited = self.balance
         self.balance = 0
@@ -559,7 +577,11 @@ class _Fold:
         next_expiry = None
         if self.alive:
             first = self.alive[0].expires_on
-            points = sum(lot.remaining for lot in self.alive if lot.expires_on == first)
+            points = 0
+            for lot in self.alive:  # sorted by expiry: the first ones only
+                if lot.expires_on != first:
+                    break
+                points += lot.remaining
             next_expiry = NextExpiry(first, points)
         pending = tuple(
             PendingCredit(item.lot_id, item.run_on, item.points, item.reason)
@@ -571,11 +593,20 @@ class _Fold:
             as_of=as_of,
             membership=membership,
             balance=self.balance,
-            lots=tuple(lot.freeze() for lot in self.lots),
+            lots=self.show(),
             next_expiry=next_expiry,
             pending=pending,
             history=tuple(self.history),
         )
+
+    def show(self) -> tuple[Lot, ...]:
+        """Every lot as the ledger shows it (the same `Lot` objects while unchanged, so
+        ledgers folded on from one snapshot share them)."""
+        shown = self.shown
+        for index in self.stale:
+            shown[index] = self.lots[index].freeze()
+        self.stale.clear()
+        return tuple(shown)
 
     def _still_earns(self, item: _Pending) -> bool:
         policy = self.policies.get(item.reason.policy_id)
@@ -630,8 +661,7 @@ def snapshot_ledger(
     if not ordered:
         return None
     fold = _fold(_Fold(customer_id, config, berlin_date(ordered[0].occurred_at).year), ordered)
-    for lot in fold.lots:
-        lot.freeze()  # once: every ledger folded on from here shows the same Lot objects
+    fold.show()  # once: every ledger folded on from here shows the same Lot objects
     return LedgerSnapshot(customer_id, cut, len(ordered), config, fold)
 
 
