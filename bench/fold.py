@@ -50,7 +50,8 @@ from bench.common import (
     wait_assigned,
 )
 
-AIM = 10_000.0
+AIM = 10_000.0  # the trivial projection
+LOYALTY_AIM = 25_000.0  # issue 12: the loyalty fold
 WARM = 3_000
 
 U = TypeVar("U", bound=UnitOfWork)
@@ -187,11 +188,13 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
         if stored != WARM + events:
             raise BenchFailure(f"facts has {stored} rows, expected {WARM + events}")
         rows.append(_row("4 loyalty fold", "EventStream + Loyalty.record_facts", events,
-                         seconds, raw))  # fmt: skip
+                         seconds, raw, LOYALTY_AIM))  # fmt: skip
     return rows
 
 
-def _row(section: str, name: str, events: int, seconds: float, raw_seconds: float) -> Row:
+def _row(
+    section: str, name: str, events: int, seconds: float, raw_seconds: float, aim: float = AIM
+) -> Row:
     result = row(
         section,
         name,
@@ -200,8 +203,8 @@ def _row(section: str, name: str, events: int, seconds: float, raw_seconds: floa
         baseline="raw aiokafka consume (count only)",
         baseline_events=events,
         baseline_seconds=raw_seconds,
-        aim=f">= {AIM:,.0f} events/s",
+        aim=f">= {aim:,.0f} events/s",
         note="fresh group each, earliest, batches of up to 1000, same consumer settings",
     )
-    result["met"] = result["events_per_s"] >= AIM
+    result["met"] = result["events_per_s"] >= aim
     return result

@@ -40,7 +40,7 @@ from bench.common import (
 )
 
 SECTION = "5 loyalty rebuild"
-AIM_SECONDS = 120.0
+AIM_SECONDS = 40.0
 AIM_EVENTS = 1_000_000
 WARM = 5_000
 
