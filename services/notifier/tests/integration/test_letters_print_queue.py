@@ -175,8 +175,8 @@ async def test_nt1_a_letter_without_a_postal_address_is_a_permanent_failure(
 @pytest.mark.integration
 async def test_nt2_nt3_nt4_a_move_on_the_broker_is_one_letter_to_the_old_address(tmp_path):
     """Identity's AddressChanged (delivered twice) on the real broker: one letter in the
-    print queue, addressed to where the customer lived, naming the new address; one e-mail
-    to the verified address, without it; the notifier's view then holds the new address."""
+    print queue, addressed to where the customer lived, without the new address; one e-mail
+    to the verified address, without it either; the notifier's view then holds the new address."""
     berlin = PostalAddress(
         recipient="Erika Mustermann", street="Lindenallee 5", postal_code="10115", city="Berlin"
     )
@@ -210,8 +210,8 @@ async def test_nt2_nt3_nt4_a_move_on_the_broker_is_one_letter_to_the_old_address
     assert manifest.recipient == ["Erika Mustermann", "Heidestraße 17", "51147 Köln"]
     text = text_of((tmp_path / manifest.file).read_bytes())
     assert "Bestätigung Ihrer Adressänderung" in text
-    for line in ("Lindenallee 5", "10115 Berlin"):
-        assert line in text
+    for line in ("Lindenallee", "10115", "Berlin"):
+        assert line not in text
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [f"{letter['message_key']}.json"]
     (envelope,) = smtp.handler.envelopes
     assert envelope.rcpt_tos == [erika.email]

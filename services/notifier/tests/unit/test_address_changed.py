@@ -1,7 +1,8 @@
 """CT-4/NT-2: a move (identity's AddressChanged) is confirmed by letter to the OLD postal
-address, naming the new one, and told by e-mail to the verified address on file without
-it; the notifier's view then holds the new address (NT-3); one letter and one e-mail per
-change (NT-4); German texts without sensitive data (NT-5)."""
+address and told by e-mail to the verified address on file, neither naming the new address
+(NT-5, as ID-8: the new value never goes to the old contact point); the notifier's view
+then holds the new address (NT-3); one letter and one e-mail per change (NT-4); German
+texts without sensitive data (NT-5)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def by_channel(messages: list[OutgoingMessage]) -> dict[ChannelKind, OutgoingMes
 # ------------------------------------------------------------------------ the plan
 
 
-def test_nt2_a_move_is_confirmed_by_letter_to_the_old_address_naming_the_new_one(ev):
+def test_nt2_a_move_is_confirmed_by_letter_to_the_old_address_without_the_new_one(ev):
     moved = ev.address_changed(BERLIN)
 
     letter = by_channel(plan_messages(moved, ev.view()))[ChannelKind.LETTER]
@@ -42,11 +43,6 @@ def test_nt2_a_move_is_confirmed_by_letter_to_the_old_address_naming_the_new_one
     assert letter.context == {
         "name": "Erika Mustermann",
         "changed_at": moved.occurred_at.isoformat(),
-        "new_recipient": "Erika Mustermann",
-        "new_street": "Lindenallee 5",
-        "new_postal_code": "10115",
-        "new_city": "Berlin",
-        "new_country": None,
     }
     assert letter.not_after == moved.occurred_at + timedelta(days=30)
 
@@ -125,31 +121,25 @@ def test_nt4_planning_the_same_move_again_gives_the_same_keys(ev):
     assert [m.message_key for m in plan_messages(moved, view)] == keys
 
 
-def test_nt2_a_move_abroad_names_the_country(ev):
-    wien = PostalAddress(
-        recipient="Erika Mustermann", street="Ringstraße 1", postal_code="1010", city="Wien",
-        country="AT",
-    )  # fmt: skip
-
-    letter = by_channel(plan_messages(ev.address_changed(wien), ev.view()))[ChannelKind.LETTER]
-
-    assert letter.context["new_country"] == "AT"
+def test_nt5_the_new_street_is_withheld_from_every_text_of_a_move(ev):
+    assert "Lindenallee 5" in withheld_values(ev.address_changed(BERLIN))
 
 
 # ----------------------------------------------------------------------- the texts
 
 
-def test_nt5_the_letter_is_german_and_names_the_new_address(ev, renderer):
+def test_nt5_the_letter_is_german_and_does_not_tell_the_old_address_the_new_one(ev, renderer):
     moved = ev.address_changed(BERLIN)
     letter = by_channel(plan_messages(moved, ev.view()))[ChannelKind.LETTER]
 
-    rendered = renderer.render(letter, withheld=withheld_values(moved, ChannelKind.LETTER))
+    rendered = renderer.render(letter, withheld=withheld_values(moved))
 
     assert rendered.subject == "Bestätigung Ihrer Adressänderung"
     assert rendered.html is None
     assert rendered.text.startswith("Guten Tag Erika Mustermann,")
-    assert "am 02.03.2026 haben Sie uns mitgeteilt" in rendered.text
-    assert "Erika Mustermann\nLindenallee 5\n10115 Berlin\n" in rendered.text
+    assert "am 02.03.2026 wurde uns mitgeteilt" in rendered.text
+    for part in ("Lindenallee", "10115", "Berlin"):
+        assert part not in rendered.text
     assert "an Ihre bisherige Anschrift" in rendered.text
     assert "Heidestraße" not in rendered.text  # the old address is the envelope's, not the text's
     assert "0800 4520104" in rendered.text
@@ -159,7 +149,7 @@ def test_nt5_the_email_tells_the_change_but_not_the_new_address(ev, renderer):
     moved = ev.address_changed(BERLIN)
     email = by_channel(plan_messages(moved, ev.view()))[ChannelKind.EMAIL]
 
-    rendered = renderer.render(email, withheld=withheld_values(moved, ChannelKind.EMAIL))
+    rendered = renderer.render(email, withheld=withheld_values(moved))
 
     assert rendered.subject == "Ihre Anschrift wurde geändert"
     assert "am 02.03.2026 um 14:35 Uhr wurde in Meine Allianz ein Umzug gemeldet" in rendered.text
@@ -174,7 +164,7 @@ def test_nt5_the_new_street_in_an_email_is_refused_by_the_guard(ev, renderer):
     leaking = email.model_copy(update={"context": {**email.context, "name": "Lindenallee 5"}})
 
     with pytest.raises(SensitiveContentError):
-        renderer.render(leaking, withheld=withheld_values(moved, ChannelKind.EMAIL))
+        renderer.render(leaking, withheld=withheld_values(moved))
 
 
 # ---------------------------------------------------------------------- the intake

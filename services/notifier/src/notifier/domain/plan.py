@@ -9,7 +9,7 @@ replaces: it is planned before the fold (intake does so for every event).
 NT-5, first line of defence: every context is built here from named fields only; event
 models are never passed to templates wholesale. A sensitive document's title (DOC-3/DOC-5)
 never enters a context, the mTAN purpose is reduced to a fixed set of keys, and the new
-e-mail/mobile of a contact change never goes to the old address. `withheld_values(event)`
+e-mail/mobile/postal address of a contact change never goes to the old one. `withheld_values(event)`
 lists the values deliberately left out so that the renderer's guard can prove they did not
 slip into the text anyway.
 
@@ -34,14 +34,16 @@ Interpretations (also in the README):
   previous address if the e-mail changed, else the unchanged one), and an SMS to the
   previous mobile number if the mobile changed. Neither tells the new value.
 - Move (CT-4, identity's AddressChanged): a letter "Bestätigung Ihrer Adressänderung" to
-  the postal address the view held before the change, naming the new address (the customer
-  must be able to tell whether the move was theirs); none when no address was known or the
-  new one is the same. Also an e-mail to the verified address on file (not after a
-  cancellation), without the new address: the letter takes days, and a stranger who
-  redirected the customer's post (to receive the next activation letter, ID-5) must be
-  noticed at once. Planned with the view BEFORE the event is folded (as intake does): once
-  folded, or when a newer identity event was folded already, it plans nothing - so a stale
-  redelivery never confirms an address the customer has since left.
+  the postal address the view held before the change, without the new address (as for
+  ID-8, the new value never goes to the old contact point: whoever lives there now must not
+  learn where the customer moved; the customer sees it after logging in); none when no
+  address was known or the new one is the same. Also an e-mail to the verified address on
+  file (not after a cancellation), without the new address either: the letter takes days,
+  and a stranger who redirected the customer's post (to receive the next activation
+  letter, ID-5) must be noticed at once. Planned with the view BEFORE the event is folded
+  (as intake does): once folded, or when a newer identity event was folded already, it
+  plans nothing - so a stale redelivery never confirms an address the customer has since
+  left.
 - Every message has `not_after`: the code's expiry for codes (NT-4), the expiry minus the
   postal transit time for activation letters, and a staleness horizon for notices, so a
   replay of old history (or a long outage) never mails customers about the distant past.
@@ -258,14 +260,13 @@ def customer_of_planned(event: PlannedEvent) -> str | None:
     return event.customer_id
 
 
-def withheld_values(event: Event, channel: ChannelKind | None = None) -> frozenset[str]:
-    """Values of `event` that the plan deliberately keeps out of every text (NT-5), or out
-    of the texts on `channel` (a move's new street goes into the letter, not the e-mail).
+def withheld_values(event: Event) -> frozenset[str]:
+    """Values of `event` that the plan deliberately keeps out of every text (NT-5).
 
     The renderer's guard refuses a text that contains one of them.
     """
     values: set[str | None] = set()
-    if isinstance(event, AddressChanged) and channel is ChannelKind.EMAIL:
+    if isinstance(event, AddressChanged):
         values.add(event.address.street)
     elif isinstance(event, DocumentAvailable) and safe_document_title(event) is None:
         values |= {event.title, event.category}
@@ -602,15 +603,11 @@ class _Planner:
         return messages
 
     def _address_letter(self, event: AddressChanged, old: PostalAddress) -> OutgoingMessage:
-        new = event.address
+        # Like ID-8's e-mail and mobile: the new value never goes to the old contact point
+        # (whoever lives there now must not learn where the customer moved).
         context: dict[str, TemplateValue] = {
             "name": self.name,
             "changed_at": event.occurred_at.isoformat(),
-            "new_recipient": new.recipient,
-            "new_street": new.street,
-            "new_postal_code": new.postal_code,
-            "new_city": new.city,
-            "new_country": None if new.country == "DE" else new.country,
         }
         return self._message(
             kind=MessageKind.ADDRESS_CHANGED,

@@ -100,8 +100,7 @@ class Intake:
         delivery = states.queued(message, now)
         rendered: RenderedMessage | None = None
         try:
-            withheld = withheld_values(event, message.channel)
-            rendered = self.renderer.render(message, withheld=withheld)
+            rendered = self.renderer.render(message, withheld=withheld_values(event))
         except SensitiveContentError as refused:
             delivery = _dead_at_birth(delivery, "nt5_guard: " + ", ".join(refused.findings))
             log.error("nt5_guard_refused", message_key=message.message_key, rules=refused.findings)
