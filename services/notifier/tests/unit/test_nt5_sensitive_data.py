@@ -302,3 +302,23 @@ async def test_nt5_the_sms_channel_refuses_a_leaking_text_before_any_request(ev)
             await channel.send(message, rendered)
     assert requests == []
     assert message.channel is ChannelKind.SMS
+
+
+async def test_nt5_a_stored_text_altered_after_it_was_rendered_clean_is_refused_at_sending(
+    ev, renderer
+):
+    """The channels skip a second scan only for the very text found clean before (issue
+    12): the same subject and layout with one leaking line is scanned, and refused."""
+    (message,) = plan_messages(ev.claim_status(), ev.view())
+    rendered = renderer.render(message)
+    channel = SmtpEmailChannel(
+        SmtpSettings(host="192.0.2.1", port=9, from_address="noreply@example.org"),
+        clock=FixedClock(ev.now),
+    )
+    altered = rendered.model_copy(update={"text": rendered.text + f"Konto {IBAN}\n"})
+    html_altered = rendered.model_copy(update={"html": f"{rendered.html}<p>{IBAN}</p>"})
+
+    for leaking in (altered, html_altered):
+        with pytest.raises(SensitiveContentError):
+            await channel.send(message, leaking)
+    guard_rendered(rendered)  # the clean text itself is still clean

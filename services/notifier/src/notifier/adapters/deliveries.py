@@ -11,17 +11,25 @@ Concurrency (several instances):
 - rate-limit buckets are serialised with transaction-scoped advisory locks;
 - results are written a round at a time, each fenced on (status = sending, attempts,
   replays): a worker whose lease ran out and whose delivery was taken over cannot
-  overwrite the newer attempt.
+  overwrite the newer attempt;
+- a transaction that queues deliveries also NOTIFYs the schema's channel (delivered at its
+  commit, to every instance): `DueNotifications` wakes the workers at once instead of at
+  their next poll. A hint only - the workers still poll, so a lost notification (listener
+  reconnecting, database restart) delays a delivery by one poll interval, never loses it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from servicekit.db import Connection
+from servicekit.logging import get_logger
 
 from notifier.domain.delivery import Delivery, DeliveryStatus, needs_scrub
 from notifier.domain.dispatch import Claimed, Step
@@ -34,6 +42,13 @@ from notifier.unit_of_work import (
     NewDelivery,
     Replayable,
 )
+
+log = get_logger(__name__)
+
+#: The NOTIFY channel of this schema's due deliveries: fixed length whatever the schema's
+#: name (a channel name has at most 63 bytes), distinct per schema on a shared database.
+_DUE_CHANNEL = "'notifier_due_' || md5(current_schema())"
+_NOTIFY_DUE = f"SELECT pg_notify({_DUE_CHANNEL}, '')"
 
 DELIVERY_COLUMNS = (
     "message_key, status, updated_at, not_after, attempts, next_attempt_at, lease_until,"
@@ -174,7 +189,10 @@ class PostgresDeliveries:
             [n.delivery.last_error for n in new],
             now,
         )
-        return [(row["message_key"], DeliveryStatus(row["status"])) for row in rows]
+        added = [(row["message_key"], DeliveryStatus(row["status"])) for row in rows]
+        if any(status is DeliveryStatus.QUEUED for _, status in added):
+            await self._conn.execute(_NOTIFY_DUE)
+        return added
 
     async def claim_due(self, now: datetime, limit: int) -> list[ClaimedRow]:
         """`FOR UPDATE SKIP LOCKED`: rows another claim holds are skipped, not waited for."""
@@ -248,6 +266,7 @@ class PostgresDeliveries:
             after.updated_at,
         )
         await self._log.append([LogEntry(after.message_key, after.status.value, now, 0, detail)])
+        await self._conn.execute(_NOTIFY_DUE)
 
 
 class PostgresRateBuckets:
@@ -278,3 +297,51 @@ class PostgresRateBuckets:
         for row in rows:
             times[row["rate_bucket"]].append(row["attempted_at"])
         return dict(times)
+
+
+class DueNotifications:
+    """The worker's wake-up: set when a transaction that queued deliveries in this schema
+    committed (any instance). It holds one pooled connection LISTENing; when that
+    connection is lost, `listening()` takes a new one at the next call (and reports the
+    deliveries as possibly due: notifications may have been missed meanwhile)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: Any = None
+        self._channel = ""
+        self.due = asyncio.Event()
+
+    async def listening(self) -> bool:
+        """Listen if not already; False while the database cannot be reached."""
+        if self._conn is not None and not self._conn.is_closed():
+            return True
+        await self.close()
+        try:
+            conn = await self._pool.acquire()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as trouble:
+            log.warning("due_listener_unavailable", error=repr(trouble))
+            return False
+        try:
+            self._channel = await conn.fetchval(f"SELECT {_DUE_CHANNEL}")
+            await conn.add_listener(self._channel, self._notified)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as trouble:
+            log.warning("due_listener_unavailable", error=repr(trouble))
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+            return False
+        self._conn = conn
+        self.due.set()
+        return True
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
+                await conn.remove_listener(self._channel, self._notified)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    def _notified(self, *_: object) -> None:
+        self.due.set()
