@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from servicekit.runtime import serve_service
 
+from notifier.adapters.deliveries import DueNotifications
 from notifier.bootstrap import Service, build
 from notifier.config import NotifierSettings
 from notifier.domain.delivery import DeliveryStatus
@@ -42,6 +43,7 @@ def prepare_to_serve(service: Service) -> Service:
             service.transactions,
             concurrency=service.settings.worker_concurrency,
             poll_seconds=service.settings.worker_poll_seconds,
+            wakeups=DueNotifications(service.runtime.pool),
         )
         service.workers.append(worker.run)
     return service
