@@ -26,6 +26,7 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka.errors import KafkaError
@@ -59,6 +60,18 @@ FROM outbox o LEFT JOIN events e ON e.event_id = o.event_ref
 WHERE o.published_at IS NULL AND o.id > $2 ORDER BY o.id LIMIT $1
 """
 _MARK_SENT = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+# A pipelined round's read also marks the rounds acknowledged since the last read ($3): one
+# round trip per round. The SELECT sees the table as before the UPDATE, so `$2` (the
+# newest row in flight or marked here) keeps the marked rows out of it. (It is `_PENDING`
+# with the mark in front.)
+_MARK_SENT_AND_READ_PENDING = """
+WITH sent AS (UPDATE outbox SET published_at = now() WHERE id = ANY($3::bigint[]))
+SELECT o.id, o.topic, o.partition_key, o.headers, o.payload, o.source, o.traceparent,
+       o.event_id, e.event_type, e.occurred_at, e.payload->>'aggregate_id' AS subject,
+       convert_to(e.payload::text, 'UTF8') AS body
+FROM outbox o LEFT JOIN events e ON e.event_id = o.event_ref
+WHERE o.published_at IS NULL AND o.id > $2 ORDER BY o.id LIMIT $1
+"""
 
 # Bounded cost whatever the backlog: the count stops at BACKLOG_COUNT_LIMIT rows of the
 # partial index, the oldest row is the first one of it.
@@ -138,34 +151,79 @@ class OutboxRelay:
                     return total
         send = self._send
         in_flight: deque[_Round] = deque()
-        total = 0
+        start = self.published
+        next_read: asyncio.Future[tuple[list[int], list[OutgoingRecord]]] | None = None
         try:
             async with self._pool.acquire() as conn:
+                if between_rounds is not None:
+                    await between_rounds()
+                ids, records = await self._read(conn, 0, [])
                 while True:
-                    while in_flight and (in_flight[0].acks.done() or len(in_flight) >= self._depth):
-                        total += await self._mark(conn, in_flight.popleft())
-                    if between_rounds is not None:
-                        await between_rounds()
-                    after = in_flight[-1].last_id if in_flight else 0
-                    ids, records = await read_pending(conn, self._batch_size, after)
+                    next_read = None
+                    if len(ids) == self._batch_size:
+                        # The next round is read (marking the rounds acknowledged by now)
+                        # while this one is enqueued: the database works next to this process.
+                        acknowledged = await self._acknowledged(conn, in_flight, self._depth)
+                        next_read = asyncio.ensure_future(self._read(conn, ids[-1], acknowledged))
                     if ids:
                         acks = await send(records)
                         in_flight.append(_Round(ids, asyncio.ensure_future(acks)))
-                    if len(ids) < self._batch_size:
-                        while in_flight:
-                            total += await self._mark(conn, in_flight.popleft())
+                    if next_read is not None:
+                        ids, records = await next_read
+                    else:
+                        # Caught up: every round marked; unless nothing was left, read again
+                        # from the oldest unpublished row (one committed late below the
+                        # rounds that were in flight).
+                        last = await self._acknowledged(conn, in_flight, 0)
+                        await _mark_sent(conn, _ids(last))
+                        self._count_rounds(last)
                         if not ids:
-                            return total
+                            return self.published - start
+                        if between_rounds is not None:
+                            await between_rounds()
+                        ids, records = await self._read(conn, 0, [])
+                        continue
+                    if between_rounds is not None:
+                        await between_rounds()
         finally:
+            if next_read is not None:
+                # Only after a failure: the read in progress finishes (marking the rounds
+                # acknowledged before it) before its connection goes back to the pool.
+                await asyncio.wait([next_read])
+                _retrieved(next_read)
             # Only after a failure: these rounds stay unmarked and are read again.
             for left in in_flight:
                 left.acks.add_done_callback(_retrieved)
 
-    async def _mark(self, conn: Connection, round_: _Round) -> int:
-        await round_.acks
-        await conn.execute(_MARK_SENT, round_.ids)
-        self._count(len(round_.ids))
-        return len(round_.ids)
+    async def _read(
+        self, conn: Connection, after: int, acknowledged: list[_Round]
+    ) -> tuple[list[int], list[OutgoingRecord]]:
+        """The next round above `after`; the `acknowledged` rounds marked sent with it."""
+        read = await read_pending(conn, self._batch_size, after, _ids(acknowledged))
+        self._count_rounds(acknowledged)
+        return read
+
+    async def _acknowledged(
+        self, conn: Connection, in_flight: deque[_Round], depth: int
+    ) -> list[_Round]:
+        """Take the oldest rounds off `in_flight` that are acknowledged - waiting for the
+        oldest while `depth` or more are in flight (0: for all of them). When one failed,
+        the rounds before it are marked sent before its error is raised."""
+        acknowledged: list[_Round] = []
+        try:
+            while in_flight and (in_flight[0].acks.done() or len(in_flight) >= max(depth, 1)):
+                await in_flight[0].acks
+                acknowledged.append(in_flight.popleft())
+        except Exception:
+            await _mark_sent(conn, _ids(acknowledged))
+            self._count_rounds(acknowledged)
+            raise
+        return acknowledged
+
+    def _count_rounds(self, rounds: list[_Round]) -> None:
+        published = sum(len(r.ids) for r in rounds)
+        if published:
+            self._count(published)
 
     def _count(self, published: int) -> None:
         self.published += published
@@ -275,15 +333,28 @@ class _Round:
 
 
 async def read_pending(
-    conn: Connection, limit: int, after: int = 0
+    conn: Connection, limit: int, after: int = 0, mark_sent: Sequence[int] = ()
 ) -> tuple[list[int], list[OutgoingRecord]]:
     """The oldest unpublished rows with an id above `after`: their ids and the records
-    they stand for (a lean event row rebuilt from its stored event)."""
-    rows = await conn.fetch(_PENDING, limit, after)
+    they stand for (a lean event row rebuilt from its stored event). In the same statement,
+    the rows `mark_sent` (all at or below `after`) are marked sent."""
+    if mark_sent:
+        rows = await conn.fetch(_MARK_SENT_AND_READ_PENDING, limit, after, list(mark_sent))
+    else:
+        rows = await conn.fetch(_PENDING, limit, after)
     return [row["id"] for row in rows], [_record(row) for row in rows]
 
 
-def _retrieved(acks: asyncio.Future[object]) -> None:
+async def _mark_sent(conn: Connection, ids: list[int]) -> None:
+    if ids:
+        await conn.execute(_MARK_SENT, ids)
+
+
+def _ids(rounds: list[_Round]) -> list[int]:
+    return [row_id for round_ in rounds for row_id in round_.ids]
+
+
+def _retrieved(acks: asyncio.Future[Any]) -> None:
     """Consume the outcome of acknowledgements nobody awaits any more (no asyncio warning)."""
     if not acks.cancelled():
         acks.exception()

@@ -125,3 +125,26 @@ async def test_a_lean_rows_record_carries_the_envelope_encode_makes(pool: asyncp
         _ids, (record,) = await read_pending(conn, 10)
     assert record.headers == encode(event, "/test", traceparent).headers()
     assert decode(from_kafka(record.headers, record.value)) == event
+
+
+async def test_rows_filling_whole_rounds_exactly_are_all_marked_sent(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    """The round after the last full one is empty: the rounds still in flight are
+    marked sent all the same (the next round's read is made while one is enqueued)."""
+    topic = unique("test.relay-whole-rounds")
+    store = EventStore("/test", topic_for=lambda _: topic)
+    async with pool.acquire() as conn, conn.transaction():
+        await store.append(conn, "pol-w", 0, [premium_paid("pol-w", v) for v in range(1, 21)])
+    relay = OutboxRelay(
+        pool,
+        functools.partial(publish_all, producer),
+        send=functools.partial(send_all, producer),
+        lock_key=5,
+        batch_size=5,
+        pipeline_depth=2,
+    )
+    assert await relay.drain() == 20
+    assert await unpublished(pool) == []
+    assert relay.published == 20
+    assert await relay.drain() == 0
