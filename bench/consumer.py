@@ -21,6 +21,8 @@ request upstream): the subject links its batch span to them, the baseline ignore
 Each side runs in a schema of its own; the two alternate (baseline, subject, twice) and
 the faster of each side's two runs is kept, so a burst of load on the shared machine hurts
 one run rather than the figure. The timer starts once the group assigned the partitions.
+The timed rounds run on a frozen heap (`gc.freeze()` after the warm-up, as a service
+process freezes what start-up built), for both sides.
 The note adds what load changes less: this process's CPU time per event on each side (the
 event loop, the Kafka client and the driver all run in it), from the same runs.
 """
@@ -55,6 +57,7 @@ from bench.common import (
     count_rows,
     deadline_for,
     fill_topic,
+    frozen_heap,
     profiled,
     row,
     say,
@@ -261,18 +264,8 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
             await pool.execute(_PROJECTION)
         await raw_consume_and_write(bootstrap, raw_pool, warm_topic, WARM)
         await stream_consume(bootstrap, kit_pool, warm_topic, WARM)
-        for n in range(ROUNDS):
-            for pool in (raw_pool, kit_pool):
-                await _fresh(pool)
-            raw_runs.append(await raw_consume_and_write(bootstrap, raw_pool, topic, events))
-            await _check(raw_pool, events, "baseline")
-            profile = "consumer_stream" if n == 0 else None
-            subject_runs.append(await stream_consume(bootstrap, kit_pool, topic, events, profile))
-            await _check(kit_pool, events, "EventStream")
-            say(
-                f"consumer: round {n + 1}: raw {raw_runs[-1].seconds:.2f} s,"
-                f" stream {subject_runs[-1].seconds:.2f} s"
-            )
+        with frozen_heap():
+            await _rounds(bootstrap, topic, events, (raw_pool, kit_pool), raw_runs, subject_runs)
     result = row(
         SECTION,
         "EventStream + trivial projection (inbox + effect rows)",
@@ -293,6 +286,30 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
     result["cpu_us_per_event"] = round(min(r.cpu_seconds for r in subject_runs) / events * 1e6)
     result["baseline_cpu_us_per_event"] = round(min(r.cpu_seconds for r in raw_runs) / events * 1e6)
     return [result]
+
+
+async def _rounds(
+    bootstrap: str,
+    topic: str,
+    events: int,
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+    raw_runs: list[Timed],
+    subject_runs: list[Timed],
+) -> None:
+    """Baseline and subject alternating, ROUNDS times each, on fresh tables."""
+    raw_pool, kit_pool = pools
+    for n in range(ROUNDS):
+        for pool in pools:
+            await _fresh(pool)
+        raw_runs.append(await raw_consume_and_write(bootstrap, raw_pool, topic, events))
+        await _check(raw_pool, events, "baseline")
+        profile = "consumer_stream" if n == 0 else None
+        subject_runs.append(await stream_consume(bootstrap, kit_pool, topic, events, profile))
+        await _check(kit_pool, events, "EventStream")
+        say(
+            f"consumer: round {n + 1}: raw {raw_runs[-1].seconds:.2f} s,"
+            f" stream {subject_runs[-1].seconds:.2f} s"
+        )
 
 
 def _runs(timed: Sequence[Timed]) -> str:
