@@ -192,9 +192,9 @@ class Contracts:
         results: list[Recorded] = []
         for message in messages:
             key, fingerprint = idem.upstream_key(message), idem.upstream_fingerprint(message)
-            replay = idem.is_replay(records.get(key), fingerprint, idem.message_id_reused(message))
-            if replay is not None:
-                results.append(Recorded(tuple(replay), replayed=True))
+            if (record := records.get(key)) is not None:  # (the refusal is made only then)
+                replay = idem.is_replay(record, fingerprint, idem.message_id_reused(message))
+                results.append(Recorded(tuple(replay or ()), replayed=True))
                 continue
             policy_id = p.policy_id_for(message.policy_number)
             state = states.get(policy_id)
