@@ -10,6 +10,7 @@ offset commit), against a raw aiokafka consumer of the same fetch settings
 
 Every run uses a fresh consumer group reading from the earliest offset until it has N
 records; the timer starts once the group assigned the partitions (joining is not timed).
+The timed runs, raw and subject alike, are on a frozen heap, as in a service process.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from bench.common import (
     count_rows,
     deadline_for,
     fill_topic,
+    frozen_heap,
     profiled,
     row,
     say,
@@ -162,10 +164,11 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
             " amount_cents bigint NOT NULL)"
         )
         await fold(bootstrap, pool, kit_unit_of_work, warm_topic, WARM, project)
-        raw = await raw_consume(bootstrap, topic, events)
-        seconds = await fold(
-            bootstrap, pool, kit_unit_of_work, topic, events, project, "fold_projection"
-        )
+        with frozen_heap():
+            raw = await raw_consume(bootstrap, topic, events)
+            seconds = await fold(
+                bootstrap, pool, kit_unit_of_work, topic, events, project, "fold_projection"
+            )
         stored = await count_rows(pool, "projection")
         if stored != WARM + events:
             raise BenchFailure(f"projection has {stored} rows, expected {WARM + events}")
@@ -180,10 +183,11 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
             return loyalty_unit_of_work(conn, loyalty_store)
 
         await fold(bootstrap, pool, loyalty_uow, warm_topic, WARM, loyalty.record_facts)
-        raw = await raw_consume(bootstrap, topic, events)
-        seconds = await fold(
-            bootstrap, pool, loyalty_uow, topic, events, loyalty.record_facts, "fold_loyalty"
-        )
+        with frozen_heap():
+            raw = await raw_consume(bootstrap, topic, events)
+            seconds = await fold(
+                bootstrap, pool, loyalty_uow, topic, events, loyalty.record_facts, "fold_loyalty"
+            )
         stored = await count_rows(pool, "facts")
         if stored != WARM + events:
             raise BenchFailure(f"facts has {stored} rows, expected {WARM + events}")
