@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -172,9 +173,12 @@ async def gateway_world(
     upstreams: Mapping[str, FastAPI] | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     client: str = "203.0.113.7",
+    instances: Mapping[str, tuple[str, ...]] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[World]:
-    """The gateway in-process, its upstreams ASGI apps (unit tests: MemoryStorage)."""
+    """The gateway in-process, its upstreams ASGI apps (unit tests: MemoryStorage);
+    `instances`: upstream name -> its instances' URLs (a `ByHost` transport tells them
+    apart)."""
     apps = dict(upstreams) if upstreams is not None else {
         "identity": identity_keys_app(), "contracts": echo_app("contracts"),
         "loyalty": echo_app("loyalty"),
@@ -183,13 +187,49 @@ async def gateway_world(
         name: httpx.ASGITransport(app=app) for name, app in apps.items()
     }
     wired.update(transports or {})
-    gateway = build(settings(**overrides), storage=memory_storage(), transports=wired)
+    configured = settings(**overrides)
+    if instances:
+        several = {name: UpstreamSettings(urls=urls) for name, urls in instances.items()}
+        configured = settings(**overrides, upstreams={**configured.upstreams, **several})
+    gateway = build(configured, storage=memory_storage(), transports=wired)
     transport = httpx.ASGITransport(app=create_app(gateway), client=(client, 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
         try:
             yield World(gateway, http, apps)
         finally:
             await gateway.close()
+
+
+class ByHost(httpx.AsyncBaseTransport):
+    """The instances of one upstream, told apart by the host of their URL (the gateway
+    puts the chosen instance's host in each request); counts what each was sent. A host
+    in `refusing` is down: it refuses the connection before any of the request is sent."""
+
+    def __init__(
+        self, instances: Mapping[str, httpx.AsyncBaseTransport], refusing: tuple[str, ...] = ()
+    ) -> None:
+        self.instances = instances
+        self.refusing = refusing
+        self.sent: Counter[str] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent[request.url.host] += 1
+        if request.url.host in self.refusing:
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.instances[request.url.host].handle_async_request(request)
+
+
+def echo(request: httpx.Request) -> httpx.Response:
+    """A fake instance's answer: what arrived (method, path, body, host)."""
+    return httpx.Response(200, json={
+        "method": request.method, "path": request.url.path, "host": request.url.host,
+        "body": request.content.decode(),
+    })  # fmt: skip
+
+
+def break_exchange(request: httpx.Request) -> httpx.Response:
+    """The request arrived (its body read), then the connection closed without an answer."""
+    raise httpx.RemoteProtocolError("server disconnected", request=request)
 
 
 def free_port() -> int:
@@ -239,3 +279,29 @@ def keys_app(jwks: Mapping[str, Any]) -> FastAPI:
         return jwks
 
     return app
+
+
+def instance_app(name: str, instance: str) -> FastAPI:
+    """One instance of upstream `name` that says which instance answered (the real-process
+    test runs two: `python gateway_world.py NAME INSTANCE PORT`)."""
+    app = service_app(name)
+
+    @app.get(f"/{name}/whoami")
+    async def whoami() -> dict[str, str]:
+        return {"instance": instance}
+
+    @app.post(f"/{name}/orders", status_code=201)
+    async def order(request: Request) -> dict[str, str]:
+        return {"instance": instance, "body": (await request.body()).decode()}
+
+    return app
+
+
+if __name__ == "__main__":
+    import sys
+
+    NAME, INSTANCE, PORT = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    uvicorn.run(
+        instance_app(NAME, INSTANCE), host="127.0.0.1", port=PORT, log_config=None,
+        access_log=False,
+    )  # fmt: skip

@@ -15,8 +15,14 @@ from servicekit.http import ProblemDetails
 from servicekit.logging import configure_logging
 from servicekit.tracing import configure_tracing
 
+from gateway.adapters.balancer import address
 from gateway.adapters.ratelimit import RateLimits, Storage, redis_storage
-from gateway.adapters.upstreams import OpenApiDocuments, skip_sniffio_lookups, upstream_client
+from gateway.adapters.upstreams import (
+    OpenApiDocuments,
+    balanced_transport,
+    skip_sniffio_lookups,
+    upstream_client,
+)
 from gateway.config import GatewaySettings
 from gateway.domain.openapi import Document, combine
 from gateway.domain.routing import RouteTable, Upstream
@@ -62,6 +68,7 @@ class Gateway:
     keys_client: httpx.AsyncClient
 
     async def close(self) -> None:
+        # The key set's client may share identity's transport: closing it twice is fine.
         for client in (*self.clients.values(), self.keys_client):
             await client.aclose()
 
@@ -82,26 +89,36 @@ def build(
     if unknown:
         raise ValueError(f"routes name upstreams that are not configured: {sorted(unknown)}")
     routes = RouteTable(
-        {prefix: Upstream(name, settings.upstreams[name].url)
+        {prefix: Upstream(name, settings.upstreams[name].instances)
          for prefix, name in settings.routes.items()},
         public=settings.public_routes,
         blocked=settings.blocked_prefixes,
         uploads=settings.upload_routes,
     )  # fmt: skip
     used = sorted(set(settings.routes.values()))
-    clients = {
-        name: upstream_client(settings.upstreams[name], transports.get(name)) for name in used
+    keys_from_identity = not settings.jwks and not settings.jwks_url
+    if keys_from_identity and "identity" not in settings.upstreams:
+        raise ValueError("no key set: configure jwks, jwks_url or an identity upstream")
+    balanced = {
+        name: balanced_transport(name, settings.upstreams[name], transports.get(name))
+        for name in {*used, *(["identity"] if keys_from_identity else [])}
     }
+    clients = {name: upstream_client(name, settings.upstreams[name], balanced[name])
+               for name in used}  # fmt: skip
     keys_client = httpx.AsyncClient(
-        timeout=5.0, trust_env=False, transport=transports.get("identity")
-    )
+        timeout=5.0, trust_env=False,
+        transport=balanced["identity"] if keys_from_identity else transports.get("identity"),
+    )  # fmt: skip
     # Token lifetimes are security: the wall clock, never a test's business clock.
     wall_clock = SystemClock()
     keys: KeySource = (
         StaticKeys(json.loads(settings.jwks))
         if settings.jwks
-        else JwksUrlKeys(settings.jwks_location(), keys_client, wall_clock)
-    )
+        else JwksUrlKeys(
+            settings.jwks_url or address("identity") + "/.well-known/jwks.json",
+            keys_client, wall_clock,
+        )
+    )  # fmt: skip
     verifier = TokenVerifier(keys, wall_clock, settings.token_audience, settings.token_issuer)
     limits = RateLimits(
         storage if storage is not None else redis_storage(settings.redis_url),

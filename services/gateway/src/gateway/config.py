@@ -2,25 +2,47 @@
 
 The gateway has no database and no broker: of `ServiceSettings` it uses the HTTP address,
 the token audience/issuer, the JWKS (URL or inline) and logging. Maps are JSON in the
-environment, e.g. `PORTAL_UPSTREAMS='{"contracts": {"url": "http://10.0.0.5:8001"}}'`.
+environment, e.g. `PORTAL_UPSTREAMS='{"contracts": {"url": "http://10.0.0.5:8001"}}'`, or
+with several instances of an upstream that the gateway spreads its requests over:
+`PORTAL_UPSTREAMS='{"contracts": {"urls": ["http://10.0.0.5:8001", "http://10.0.0.6:8001"]}}'`.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 from servicekit.settings import ServiceSettings
 
 
 class UpstreamSettings(BaseModel):
-    """One upstream service: where it answers and how long the gateway waits for it."""
+    """One upstream service: where its instances answer and how long the gateway waits
+    for them. `url` names one instance, `urls` several (exactly one of the two)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    url: str = Field(description="Base URL, e.g. http://127.0.0.1:8001")
+    url: str | None = Field(default=None, description="Base URL, e.g. http://127.0.0.1:8001")
+    urls: tuple[str, ...] = Field(
+        default=(), description="Base URLs of several instances, spread over (least in flight)"
+    )
     connect_timeout_seconds: PositiveFloat = 2.0
     # Until the response's headers (and between two chunks of its body) arrive.
     read_timeout_seconds: PositiveFloat = 10.0
+    # An instance that refused a connection (or did not accept one in time) gets no
+    # requests for this long; then the next request tries it again.
+    cooldown_seconds: PositiveFloat = 5.0
     openapi_path: str = "/openapi.json"
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        if (self.url is None) == (not self.urls):
+            raise ValueError("an upstream names either `url` or a non-empty `urls`")
+        return self
+
+    @property
+    def instances(self) -> tuple[str, ...]:
+        """Every instance's base URL (one for the `url` form)."""
+        return (self.url,) if self.url is not None else self.urls
 
 
 # Identity's routes that a customer calls before having a token (ID-1, ID-4, ID-5, ID-7)
@@ -90,7 +112,7 @@ class GatewaySettings(ServiceSettings):
     # "METHOD /path" (exact path) reachable without an access token
     public_routes: list[str] = Field(default_factory=lambda: list(PUBLIC_ROUTES))
     blocked_prefixes: list[str] = Field(default_factory=lambda: list(BLOCKED_PREFIXES))
-    # The JWKS to verify tokens with; by default identity's, through its upstream URL.
+    # The JWKS to verify tokens with; by default identity's, from any of its instances.
     jwks_url: str | None = None
 
     # Rate limits (the `limits` library's notation, moving windows), shared by every
@@ -113,8 +135,3 @@ class GatewaySettings(ServiceSettings):
     # The gateway's own /metrics (OPS-2) on a port of its own, never on the customers'
     # door (there `/metrics` is 404 like every internal path); unset: not served.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-
-    def jwks_location(self) -> str:
-        if self.jwks_url:
-            return self.jwks_url
-        return self.upstreams["identity"].url.rstrip("/") + "/.well-known/jwks.json"

@@ -10,9 +10,9 @@ from gateway.domain.routing import RouteTable, Upstream
 
 TABLE = RouteTable(
     {
-        "/identity": Upstream("identity", "http://i"),
-        "/contracts": Upstream("contracts", "http://c"),
-        "/loyalty": Upstream("loyalty", "http://l"),
+        "/identity": Upstream("identity", ("http://i",)),
+        "/contracts": Upstream("contracts", ("http://c",)),
+        "/loyalty": Upstream("loyalty", ("http://l",)),
     },
     public=PUBLIC_ROUTES,
     blocked=BLOCKED_PREFIXES,

@@ -6,8 +6,8 @@ import pytest
 from gateway.config import BLOCKED_PREFIXES, PUBLIC_ROUTES, GatewaySettings
 from gateway.domain.routing import RouteTable, Upstream, canonical
 
-IDENTITY = Upstream("identity", "http://identity")
-CONTRACTS = Upstream("contracts", "http://contracts")
+IDENTITY = Upstream("identity", ("http://identity",))
+CONTRACTS = Upstream("contracts", ("http://contracts",))
 TABLE = RouteTable(
     {"/identity": IDENTITY, "/.well-known/jwks.json": IDENTITY, "/contracts": CONTRACTS},
     public=PUBLIC_ROUTES,
@@ -105,7 +105,7 @@ def test_gw1_a_prefix_must_name_a_segment() -> None:
 
 DEFAULTS = GatewaySettings()
 DEFAULT_TABLE = RouteTable(
-    {prefix: Upstream(name, DEFAULTS.upstreams[name].url)
+    {prefix: Upstream(name, DEFAULTS.upstreams[name].instances)
      for prefix, name in DEFAULTS.routes.items()},
     public=DEFAULTS.public_routes,
     blocked=DEFAULTS.blocked_prefixes,

@@ -15,6 +15,7 @@ import httpx
 from servicekit.logging import get_logger
 from servicekit.metrics import counter, histogram_seconds
 
+from gateway.adapters.balancer import BalancedTransport, address
 from gateway.config import UpstreamSettings
 from gateway.domain.openapi import Document
 
@@ -61,11 +62,33 @@ def skip_sniffio_lookups() -> None:
         sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
+_POOL = httpx.Limits(
+    # An idle connection is dropped well before the upstream's uvicorn closes it (5 s):
+    # reusing one the upstream is closing at that moment answered a 502 (chaos run).
+    max_connections=200,
+    max_keepalive_connections=50,
+    keepalive_expiry=2.0,
+)
+
+
+def balanced_transport(
+    name: str, settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> BalancedTransport:
+    """The upstream's instances, a connection pool each; `transport` (tests) stands for
+    every instance."""
+
+    def transport_for(url: str) -> httpx.AsyncBaseTransport:
+        return transport or httpx.AsyncHTTPTransport(limits=_POOL, trust_env=False)
+
+    return BalancedTransport(name, settings.instances, transport_for, settings.cooldown_seconds)
+
+
 def upstream_client(
-    settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
+    name: str, settings: UpstreamSettings, transport: httpx.AsyncBaseTransport
 ) -> httpx.AsyncClient:
-    """One pooled client per upstream, with that upstream's timeouts. Never follows
-    redirects (the client gets them) and ignores proxy settings of the environment."""
+    """One client per upstream (addressed by its name, `transport` puts an instance in its
+    place), with that upstream's timeouts. Never follows redirects (the client gets them)
+    and ignores proxy settings of the environment."""
     timeout = httpx.Timeout(
         connect=settings.connect_timeout_seconds,
         read=settings.read_timeout_seconds,
@@ -73,17 +96,9 @@ def upstream_client(
         pool=settings.connect_timeout_seconds,
     )
     return httpx.AsyncClient(
-        base_url=settings.url.rstrip("/"),
-        timeout=timeout,
-        # An idle connection is dropped well before the upstream's uvicorn closes it (5 s):
-        # reusing one the upstream is closing at that moment answered a 502 (chaos run).
-        limits=httpx.Limits(
-            max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0
-        ),
-        follow_redirects=False,
-        trust_env=False,
+        base_url=address(name), timeout=timeout, follow_redirects=False, trust_env=False,
         transport=transport,
-    )
+    )  # fmt: skip
 
 
 @dataclass

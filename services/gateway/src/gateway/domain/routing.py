@@ -21,7 +21,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 @dataclass(frozen=True, slots=True)
 class Upstream:
     name: str
-    base_url: str
+    instances: tuple[str, ...]  # base URLs
 
 
 @dataclass(frozen=True, slots=True)

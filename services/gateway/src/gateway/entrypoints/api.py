@@ -3,7 +3,10 @@
 For each request, in this order: request id; rate limit per client address (all
 requests, stricter on routes without a token); route (404 for anything not routed,
 internal or not canonical); access token (401) and rate limit per account; body size
-(413); then the request streams to the upstream and its answer streams back. The
+(413); then the request streams to the upstream and its answer streams back. An upstream
+with several instances: the request goes to one of them, and to another one when the
+first cannot be connected to, or breaks the exchange and the request may be sent twice -
+such a request's body is read into memory first (GW-2, gateway.adapters.balancer). The
 gateway's own refusals and an upstream that cannot be reached (503), breaks the exchange
 (502) or is too slow (504) are RFC 9457 problems; so is any error an upstream answers
 without one.
@@ -40,6 +43,7 @@ from gateway.adapters.ratelimit import Decision, StorageError
 from gateway.adapters.upstreams import UpstreamCall
 from gateway.bootstrap import Gateway
 from gateway.domain import headers as h
+from gateway.domain.balancing import may_send_again
 from gateway.domain.routing import Route
 
 log = get_logger(__name__)
@@ -219,6 +223,13 @@ class _LimitedBody:
                 raise BodyTooLarge
             yield chunk
 
+    async def read(self) -> bytes:
+        """The whole body (within the limit: else 413)."""
+        try:
+            return b"".join([chunk async for chunk in self])
+        except BodyTooLarge:
+            raise _too_large(self._limit) from None
+
 
 def _transport_problem(name: str, exc: Exception) -> Exception:
     if isinstance(exc, httpx.TimeoutException):
@@ -305,9 +316,14 @@ async def _forward(
     )
     limit = _body_limit(gateway, route)
     body = _LimitedBody(request, limit) if has_body else None
+    content: _LimitedBody | bytes | None = body
+    several = len(route.upstream.instances) > 1
+    if body is not None and several and may_send_again(request.method, request.headers.keys()):
+        # In memory: if an instance breaks the exchange, another one gets it again (GW-2).
+        content = await body.read()
     upstream_request = client.build_request(
         request.method, f"{raw_path}?{query}" if query else raw_path, headers=headers,
-        content=body,
+        content=content,
     )  # fmt: skip
     name = route.upstream.name
     call = UpstreamCall(name)
