@@ -3,14 +3,15 @@
 Instance "a" and "b" of identity, contracts, loyalty, notifier, claims and documents, and
 two gateways in front. Both instances of a service share its schema, its consumer groups
 and its secrets (identity's data key and pepper, the documents' master key), each with a
-port and `PORTAL_INSTANCE_ID` of its own.
+port and `PORTAL_INSTANCE_ID` of its own (environments: tests/service_environment.py, as
+for the end-to-end tests).
 
-The gateway takes one URL per upstream (`PORTAL_UPSTREAMS`: no list, no balancing), so
-gateway "a" routes to the "a" instance of every service and gateway "b" to the "b" ones;
-the load driver alternates between the gateways, so both instances of every HTTP service
-take customer traffic. Contracts asks the identity of its own letter, the notifier the
-documents of its own letter, and every service verifies tokens with its letter's
-identity key set (both identities sign with the keys they share in the database).
+Each gateway routes to both instances of every service (`PORTAL_UPSTREAMS` with `urls`:
+it spreads requests over them and passes an instance that is down) and takes the key set
+from either identity; the load driver alternates between the gateways. Contracts asks the
+identity of its own letter, the notifier the documents of its own letter, and every
+backend verifies tokens with its letter's identity key set (both identities sign with the
+keys they share in the database).
 
 The supervisor restarts a process that exited on its own (a loop that fails - e.g. the
 database gone - takes the process down on purpose, servicekit.runner), as Kubernetes
@@ -20,12 +21,10 @@ would; such exits are counted. Every moment an instance was not serving is kept 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
-import json
 import os
-import secrets
+import random
 import signal
 import subprocess
 import sys
@@ -36,14 +35,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servicekit.auth import ServiceCredentials
+from service_environment import GATEWAY_UPSTREAMS, Process, Run, environment, fresh_secrets
 
 from chaos import REPO
 
 BIN = Path(sys.executable).parent
 LETTERS = ("a", "b")
 BACKENDS = ("identity", "contracts", "loyalty", "notifier", "claims", "documents")
-ROUTED = ("identity", "contracts", "loyalty", "claims", "documents")
 SYSTEMS = {
     "policy-admin": "pa-secret-chaos",
     "collections": "co-secret-chaos",
@@ -53,21 +51,42 @@ SYSTEMS = {
     "notifier": "nt-secret-chaos",
     "contracts": "ct-secret-chaos",
 }
-GENEROUS = "1000000/minute"
+# The notifier's settings for the run beyond the end-to-end tests' ones.
+NOTIFIER = {
+    # A send the notifier died in the middle of is tried again after this (the crash
+    # window, README): short, so that the run can end.
+    "PORTAL_SENDING_LEASE_SECONDS": "45",
+    "PORTAL_SMTP_TIMEOUT_SECONDS": "10",
+    "PORTAL_SMS_TIMEOUT_SECONDS": "10",
+    "PORTAL_DOCUMENTS_TIMEOUT_SECONDS": "10",
+}
 READY_WITHIN = 300.0  # a loaded machine starts 14 Python processes slowly
 _PROBE = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
 
 
-def _key() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+# Below the kernel's ephemeral range (32768-60999): a killed instance is started again on
+# its port, and while it was down an outgoing connection or another run's bind(0) was
+# given that port (a short run restarting documents-a failed: address already in use).
+FLEET_PORTS = range(26_000, 32_000)
 
 
-def free_port() -> int:
+def free_port(taken: set[int]) -> int:
+    """A port of FLEET_PORTS that nobody binds now and this fleet has not taken."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    draw = random.SystemRandom()
+    for _ in range(500):
+        port = draw.choice(FLEET_PORTS)
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError("no free port for the fleet")
 
 
 @dataclass
@@ -120,19 +139,41 @@ class Fleet:
     # ------------------------------------------------------------------ layout
 
     def plan(self) -> None:
-        shared = {
-            "identity": {"PORTAL_DATA_KEY": _key(), "PORTAL_CODE_PEPPER": _key()},
-            "documents": {"PORTAL_MASTER_KEYS": json.dumps({"chaos-1": _key()}),
-                          "PORTAL_MASTER_KEY_ID": "chaos-1"},
-        }  # fmt: skip
+        taken: set[int] = set()
         for service in (*BACKENDS, "gateway"):
             for letter in LETTERS:
                 instance = Instance(
-                    service, letter, free_port(), self.workdir / f"{service}-{letter}.log"
+                    service, letter, free_port(taken), self.workdir / f"{service}-{letter}.log"
                 )
                 self.instances[instance.name] = instance
+        # the platform's addresses, never those of the shell that started the run
+        below = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+        below |= self.platform_env
+        # Both instances of a service share its keys.
+        shared = {service: fresh_secrets(service, "chaos-1") for service in BACKENDS}
         for instance in self.instances.values():
-            instance.environment = self._environment(instance, shared.get(instance.service, {}))
+            # A backend verifies tokens with its letter's identity (a gateway: with either).
+            identity = self.url("identity", instance.letter)
+            run = Run(
+                self.prefix, self.workdir / "business-time", SYSTEMS, below,
+                {"PORTAL_JWKS_URL": identity + "/.well-known/jwks.json"},
+                smtp_port=self.smtp_port, sms_url=self.sms_url, print_queue=self.print_queue,
+                notifier=NOTIFIER,
+            )  # fmt: skip
+            process = Process(
+                instance.service, instance.port, f"{self.prefix}{instance.name}",
+                shared.get(instance.service, {}), self._neighbours(instance),
+            )  # fmt: skip
+            instance.environment = environment(run, process)
+
+    def _neighbours(self, instance: Instance) -> dict[str, list[str]]:
+        """A gateway routes to both instances of every service; a backend calls the
+        instance of its own letter (contracts -> identity, notifier -> documents)."""
+        if instance.service == "gateway":
+            return {
+                name: [self.url(name, letter) for letter in LETTERS] for name in GATEWAY_UPSTREAMS
+            }
+        return {name: [self.url(name, instance.letter)] for name in BACKENDS}
 
     def of(self, service: str) -> list[Instance]:
         return [i for i in self.instances.values() if i.service == service]
@@ -142,60 +183,6 @@ class Fleet:
 
     def schema(self, service: str) -> str:
         return f"{self.prefix.rstrip('.').replace('-', '_')}_{service}"
-
-    def _environment(self, instance: Instance, shared: dict[str, str]) -> dict[str, str]:
-        letter = instance.letter
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
-        identity = self.url("identity", letter)
-        base = inherited | self.platform_env | {
-            "PORTAL_HTTP_PORT": str(instance.port),
-            "PORTAL_TOPIC_PREFIX": self.prefix,
-            "PORTAL_DATABASE_SCHEMA": self.schema(instance.service),
-            "PORTAL_INSTANCE_ID": f"{self.prefix}{instance.name}",
-            "PORTAL_JWKS_URL": identity + "/.well-known/jwks.json",
-            "PORTAL_SERVICE_CREDENTIALS": json.dumps(
-                {name: ServiceCredentials.digest(secret) for name, secret in SYSTEMS.items()}
-            ),
-            "PORTAL_CLOCK_FILE": str(self.workdir / "business-time"),
-            "PORTAL_LOG_LEVEL": "INFO",
-        }  # fmt: skip
-        return base | shared | self._own(instance)
-
-    def _own(self, instance: Instance) -> dict[str, str]:
-        letter = instance.letter
-        match instance.service:
-            case "identity":
-                return {"PORTAL_TRUSTED_PROXIES": json.dumps(["127.0.0.1"])}
-            case "contracts":
-                return {"PORTAL_IDENTITY_BASE_URL": self.url("identity", letter),
-                        "PORTAL_IDENTITY_SECRET": SYSTEMS["contracts"]}  # fmt: skip
-            case "notifier":
-                return {
-                    "PORTAL_SMTP_HOST": "127.0.0.1", "PORTAL_SMTP_PORT": str(self.smtp_port),
-                    "PORTAL_SMTP_SECURITY": "none", "PORTAL_SMS_BASE_URL": self.sms_url,
-                    "PORTAL_SMS_API_KEY": "chaos", "PORTAL_SMS_API_SECRET": "chaos-sms-secret",
-                    "PORTAL_PRINT_QUEUE_DIR": str(self.print_queue),
-                    "PORTAL_DOCUMENTS_BASE_URL": self.url("documents", letter),
-                    "PORTAL_DOCUMENTS_SECRET": SYSTEMS["notifier"],
-                    "PORTAL_RETRY_BASE_SECONDS": "1", "PORTAL_RETRY_MAX_SECONDS": "5",
-                    # A send the notifier died in the middle of is tried again after this
-                    # (the crash window, README): short, so that the run can end.
-                    "PORTAL_SENDING_LEASE_SECONDS": "45",
-                    "PORTAL_SMTP_TIMEOUT_SECONDS": "10",
-                    "PORTAL_SMS_TIMEOUT_SECONDS": "10",
-                    "PORTAL_DOCUMENTS_TIMEOUT_SECONDS": "10",
-                }  # fmt: skip
-            case "gateway":
-                upstreams = {name: {"url": self.url(name, letter)} for name in ROUTED}
-                return {
-                    "PORTAL_UPSTREAMS": json.dumps(upstreams),
-                    "PORTAL_RATE_LIMIT_PER_ADDRESS": GENEROUS,
-                    "PORTAL_RATE_LIMIT_PER_ACCOUNT": GENEROUS,
-                    "PORTAL_RATE_LIMIT_PUBLIC_PER_ADDRESS": GENEROUS,
-                    "PORTAL_OPENAPI_CACHE_SECONDS": "3600",
-                    "PORTAL_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),
-                }
-        return {}
 
     # --------------------------------------------------------------- processes
 

@@ -283,20 +283,19 @@ class Driver:
             policy = await self._policy(person, number)
             step = "onboarding"
             token, customer = await self._onboard(person, policy)
-            step = "enrolment"
-            await self._enrol(token, customer)
-            step = "payments"
-            await self._payments(policy, customer)
-            step = "claim"
-            await self._claim(token, customer)
-            step = "document"
-            await self._document(customer, policy)
-            step = "preference"
-            await self._preference(token, customer)
-            step = "redemption"
-            await self._redeem(token, customer)
-            step = "cancellation"
-            await self._cancel(policy, number)
+            # The customer's steps, in order; one abandoned ends the journey there.
+            steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+                ("enrolment", lambda: self._enrol(token, customer)),
+                ("payments", lambda: self._payments(policy, customer)),
+                ("claim", lambda: self._claim(token, customer)),
+                ("document", lambda: self._document(customer, policy)),
+                ("preference", lambda: self._preference(token, customer)),
+                ("redemption", lambda: self._redeem(token, customer)),
+                ("cancellation", lambda: self._cancel(policy, number)),
+            ]
+            for name, take in steps:
+                step = name  # where an abandoned journey stopped
+                await take()
             self.ledger.journeys_done += 1
         except Abandoned:
             self.ledger.abandoned[step] += 1

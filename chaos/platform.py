@@ -41,7 +41,9 @@ def _port_range_free(base: int, brokers: int) -> bool:
 def pick_port_base(seed: int, brokers: int) -> int:
     """A port base whose ports nobody listens on (and far from the shared instance's)."""
     for attempt in range(50):
-        base = 30_000 + ((seed + attempt * 7919) % 2_000) * 10
+        # Below the fleet's ports and the kernel's ephemeral range (32768-): a restarted
+        # broker or PostgreSQL binds its port again, which nobody else may have been given.
+        base = 20_000 + ((seed + attempt * 7919) % 590) * 10
         if _port_range_free(base, brokers) and not any(
             base <= p <= base + 10 * brokers + 1 for p in SHARED_PORTS
         ):

@@ -16,7 +16,6 @@ skeleton: no identity, tokens minted with a key of the test's own (`Platform.tok
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import re
@@ -41,12 +40,8 @@ import uvicorn
 from e2e_factories import PASSWORD, issued_to, new_person
 from notifier_servers import SmsProvider, SmtpServer, free_socket, parse, plain_text, start_smtp
 from pypdf import PdfReader
-from servicekit.auth import (
-    ServiceCredentials,
-    basic_authorization,
-    generate_signing_key,
-    mint_token,
-)
+from service_environment import Process, Run, environment, fresh_secrets
+from servicekit.auth import basic_authorization, generate_signing_key, mint_token
 
 BIN = Path(sys.executable).parent
 SYSTEMS = {
@@ -60,11 +55,6 @@ SYSTEMS = {
 }
 # The platform customers use; identity first (every other service verifies its tokens).
 FULL = ("identity", "contracts", "loyalty", "notifier", "claims", "documents", "gateway")
-# Where each service is routed by the gateway (its own default route table).
-GATEWAY_UPSTREAMS = ("identity", "contracts", "loyalty", "claims", "documents")
-# The tests' client is always 127.0.0.1: the gateway's limits are exercised by the
-# gateway's own tests, not by every end-to-end test sharing one address.
-GENEROUS = "100000/minute"
 
 
 def free_port() -> int:
@@ -220,81 +210,28 @@ def _mtime(path: Path) -> float:
     return path.stat().st_mtime
 
 
-def _keys(length: int = 32) -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(length)).rstrip(b"=").decode()
-
-
-def _environment(platform: Platform, service: str, port: int, jwks: dict[str, Any] | None,
-                 own: dict[str, str]) -> dict[str, str]:  # fmt: skip
-    inherited = {k: v for k, v in os.environ.items()
-                 if k not in {"PORTAL_JWKS", "PORTAL_JWKS_URL"}}  # fmt: skip
+def _process_environment(
+    platform: Platform, service: str, port: int, jwks: dict[str, Any] | None
+) -> dict[str, str]:
+    """One process per service (tests/service_environment.py builds it, as for the chaos
+    run); every service verifies identity's tokens, or the test's own key's."""
+    below = {k: v for k, v in os.environ.items() if k not in {"PORTAL_JWKS", "PORTAL_JWKS_URL"}}
     keys = (
         {"PORTAL_JWKS": json.dumps(jwks)} if jwks is not None
         else {"PORTAL_JWKS_URL": platform.urls["identity"] + "/.well-known/jwks.json"}
     )  # fmt: skip
-    return (
-        inherited
-        | keys
-        | {
-            "PORTAL_HTTP_PORT": str(port),
-            "PORTAL_TOPIC_PREFIX": platform.prefix,
-            "PORTAL_DATABASE_SCHEMA": platform.schema(service),
-            # Static membership: one id per process of this session (never another's).
-            "PORTAL_INSTANCE_ID": f"{platform.prefix}{service}",
-            "PORTAL_SERVICE_CREDENTIALS": json.dumps(
-                {name: ServiceCredentials.digest(secret) for name, secret in SYSTEMS.items()}
-            ),
-            "PORTAL_CLOCK_FILE": str(platform.clock_file),
-            "PORTAL_LOG_LEVEL": "INFO",
-        }
-        | own
-    )
-
-
-def _own_settings(platform: Platform, service: str) -> dict[str, str]:
-    """Settings only one service gets (its secrets, where the others live)."""
-    match service:
-        case "identity":
-            # The gateway (127.0.0.1) names the client in X-Forwarded-For: login failures
-            # count per real client, as behind the gateway in production.
-            return {"PORTAL_DATA_KEY": _keys(), "PORTAL_CODE_PEPPER": _keys(),
-                    "PORTAL_TRUSTED_PROXIES": json.dumps(["127.0.0.1"])}  # fmt: skip
-        case "contracts" if "identity" in platform.urls:
-            return {"PORTAL_IDENTITY_BASE_URL": platform.urls["identity"],
-                    "PORTAL_IDENTITY_SECRET": SYSTEMS["contracts"]}  # fmt: skip
-        case "documents":
-            return {"PORTAL_MASTER_KEYS": json.dumps({"e2e-1": _keys()}),
-                    "PORTAL_MASTER_KEY_ID": "e2e-1"}  # fmt: skip
-        case "notifier":
-            assert platform.stand_ins is not None
-            assert platform.print_queue is not None
-            return {
-                "PORTAL_SMTP_HOST": "127.0.0.1",
-                "PORTAL_SMTP_PORT": str(platform.stand_ins.smtp.port),
-                "PORTAL_SMTP_SECURITY": "none",
-                "PORTAL_SMS_BASE_URL": platform.stand_ins.sms.base_url,
-                "PORTAL_SMS_API_KEY": "e2e", "PORTAL_SMS_API_SECRET": "e2e-sms-secret",
-                "PORTAL_PRINT_QUEUE_DIR": str(platform.print_queue),
-                "PORTAL_DOCUMENTS_BASE_URL": platform.urls.get("documents", ""),
-                "PORTAL_DOCUMENTS_SECRET": SYSTEMS["notifier"],
-                "PORTAL_RETRY_BASE_SECONDS": "1",
-                "PORTAL_RETRY_MAX_SECONDS": "5",
-            }  # fmt: skip
-        case "gateway":
-            upstreams = {name: {"url": platform.urls[name]}
-                         for name in GATEWAY_UPSTREAMS if name in platform.urls}  # fmt: skip
-            return {
-                "PORTAL_UPSTREAMS": json.dumps(upstreams),
-                "PORTAL_RATE_LIMIT_PER_ADDRESS": GENEROUS,
-                "PORTAL_RATE_LIMIT_PER_ACCOUNT": GENEROUS,
-                "PORTAL_RATE_LIMIT_PUBLIC_PER_ADDRESS": GENEROUS,
-                "PORTAL_OPENAPI_CACHE_SECONDS": "3600",
-                # The tests stand in for a load balancer: a test may name its client in
-                # X-Forwarded-For (schemathesis does, so identity's per-address login
-                # throttle never slows the other tests down).
-                "PORTAL_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),
-            }
-    return {}
+    stand_ins = platform.stand_ins
+    run = Run(
+        platform.prefix, platform.clock_file, SYSTEMS, below, keys,
+        smtp_port=stand_ins.smtp.port if stand_ins else 0,
+        sms_url=stand_ins.sms.base_url if stand_ins else "",
+        print_queue=platform.print_queue,
+    )  # fmt: skip
+    process = Process(
+        service, port, f"{platform.prefix}{service}", fresh_secrets(service, "e2e-1"),
+        {name: [url] for name, url in platform.urls.items()},
+    )  # fmt: skip
+    return environment(run, process)
 
 
 @contextmanager
@@ -320,12 +257,9 @@ def running_platform(
         for service in services:
             log = workdir / f"{service}.log"
             platform.logs[service] = log
-            environment = _environment(
-                platform, service, ports[service], jwks, _own_settings(platform, service)
-            )
             platform.processes[service] = subprocess.Popen(
                 [str(BIN / service), "serve"],
-                env=environment,
+                env=_process_environment(platform, service, ports[service], jwks),
                 stdout=log.open("wb"),
                 stderr=subprocess.STDOUT,
             )
