@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -278,6 +279,9 @@ def running_platform(
                 sys.stderr.write(platform.logs[service].read_text()[-4000:])
         if platform.stand_ins is not None:
             platform.stand_ins.stop()
+        # The run's directory (logs, print queue, business time) goes with it: a crashed
+        # service's log tail was written to stderr above.
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _wait_ready(platform: Platform, service: str, within: float = 90.0) -> None:
