@@ -313,7 +313,7 @@ class DueNotifications:
 
     async def listening(self) -> bool:
         """Listen if not already; False while the database cannot be reached."""
-        if self._conn is not None and not self._conn.is_closed():
+        if self._conn is not None and _open(self._conn):
             return True
         await self.close()
         try:
@@ -345,3 +345,14 @@ class DueNotifications:
 
     def _notified(self, *_: object) -> None:
         self.due.set()
+
+
+def _open(conn: Any) -> bool:
+    """Whether the pooled connection still runs. When its connection is lost (a PostgreSQL
+    restart), asyncpg gives it back to the pool at once and detaches the proxy we hold:
+    every call on it - `is_closed()` too - then raises InterfaceError ("connection has been
+    released back to the pool"), which ended the worker in issue 13's chaos runs."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
