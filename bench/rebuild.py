@@ -45,9 +45,10 @@ AIM_EVENTS = 1_000_000
 WARM = 5_000
 
 
-async def raw_read(bootstrap: str, topic: str, batch: int = 5000) -> tuple[float, int]:
-    """Seconds to read every record of `topic` up to its end offsets, and how many."""
-    started = time.perf_counter()
+async def raw_read(bootstrap: str, topic: str, batch: int = 5000) -> tuple[float, float, int]:
+    """Seconds and this process's CPU seconds to read every record of `topic` up to its
+    end offsets, and how many."""
+    started, cpu = time.perf_counter(), time.process_time()
     consumer = topic_reader(bootstrap, "bench-raw-read", records_per_fetch=batch)
     await consumer.start()
     try:
@@ -66,7 +67,7 @@ async def raw_read(bootstrap: str, topic: str, batch: int = 5000) -> tuple[float
                     remaining.discard(tp)
             if time.perf_counter() > deadline:
                 raise BenchFailure(f"raw read saw {seen} records")
-        return time.perf_counter() - started, seen
+        return time.perf_counter() - started, time.process_time() - cpu, seen
     finally:
         await consumer.stop()
 
@@ -96,22 +97,26 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
         warmed = await rebuild_facts(transactions, loyalty, bootstrap, [warm_topic])
         if warmed != WARM:
             raise BenchFailure(f"warm-up rebuild replayed {warmed}, expected {WARM}")
-        raw_seconds, seen = await raw_read(bootstrap, topic)
+        raw_seconds, raw_cpu, seen = await raw_read(bootstrap, topic)
         if seen != events:
             raise BenchFailure(f"raw read saw {seen}, expected {events}")
         say("rebuild: replaying")
         with profiled("rebuild_facts"):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             done = await asyncio.wait_for(
                 rebuild_facts(transactions, loyalty, bootstrap, [topic]),
                 timeout=max(600.0, events / 500),
             )
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         stored = await count_rows(pool, "facts")
         if done != events or stored != events:
             raise BenchFailure(f"rebuild replayed {done} and stored {stored}, expected {events}")
     projected = seconds * AIM_EVENTS / events
-    note = "TRUNCATE + consumer start included; 1 fact per event"
+    cpu_us, raw_cpu_us = cpu / events * 1e6, raw_cpu / events * 1e6
+    note = (
+        f"CPU of this process per event: {cpu_us:.0f} us, raw {raw_cpu_us:.0f} us;"
+        " TRUNCATE + consumer start included; 1 fact per event"
+    )
     if events != AIM_EVENTS:
         note += f"; projected linearly to {AIM_EVENTS:,} events: {projected:.1f} s"
     result = row(
@@ -126,5 +131,7 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
         note=note,
     )
     result["met"] = projected < AIM_SECONDS
+    result["cpu_us_per_event"] = round(cpu_us)
+    result["baseline_cpu_us_per_event"] = round(raw_cpu_us)
     rows.append(result)
     return rows
