@@ -7,6 +7,12 @@ transaction: it commits when the handler returns and rolls back when it raises.
 
 Every service's unit of work has at least the event log and the inbox; a service adds
 its own repositories in a subclass (PostgreSQL) and in its in-memory twin (unit tests).
+
+What may only happen once the transaction committed - keeping what it decided in a
+memory shared with later transactions - a repository hands to the unit of work's
+`after_commit` (an `AfterCommit`, when the unit of work has one): `Transactions.run` calls
+it after the commit, and drops it unrun when the transaction rolled back or failed to
+commit, whichever unit of work (PostgreSQL or in-memory) it ran on.
 """
 
 from __future__ import annotations
@@ -105,6 +111,37 @@ class UnitOfWork(Protocol):
 U = TypeVar("U", bound=UnitOfWork)
 
 
+class AfterCommit:
+    """Callbacks a unit of work runs once its transaction committed, never otherwise.
+
+    A repository registers one (`after_commit(callback)`) for what must not outlive a
+    rolled-back transaction, e.g. a state it decided, kept for later transactions.
+    `Transactions.run` calls `committed()` after the commit and `discard()` when the
+    transaction did not commit (the work raised, the commit failed, a conflict retries).
+    """
+
+    __slots__ = ("_callbacks",)
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[], None]] = []
+
+    def __call__(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def committed(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def discard(self) -> None:
+        self._callbacks = []
+
+
+def _after_commit(uow: object) -> AfterCommit | None:
+    hooks = getattr(uow, "after_commit", None)
+    return hooks if isinstance(hooks, AfterCommit) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Transactions(Generic[U]):
     """Runs work in one transaction, again on fresh state when a conflict says so."""
@@ -113,14 +150,29 @@ class Transactions(Generic[U]):
     attempts: int = 5
 
     async def run(self, work: Callable[[U], Awaitable[T]]) -> T:
+        """`work(uow)` in a transaction; the unit of work's `after_commit` callbacks run
+        once it committed (module text)."""
         for attempt in range(1, self.attempts + 1):
             try:
-                async with self.begin() as uow:
-                    return await work(uow)
+                return await self._once(work)
             except Conflict:
                 if attempt == self.attempts:
                     raise
         raise AssertionError("unreachable")
+
+    async def _once(self, work: Callable[[U], Awaitable[T]]) -> T:
+        hooks: AfterCommit | None = None
+        try:
+            async with self.begin() as uow:
+                hooks = _after_commit(uow)
+                result = await work(uow)
+        except BaseException:
+            if hooks is not None:
+                hooks.discard()
+            raise
+        if hooks is not None:
+            hooks.committed()
+        return result
 
     async def execute(self, handler: Callable[[C, U], Awaitable[T]], command: C) -> T:
         """`handler(command, uow)` in a transaction of its own."""
