@@ -23,7 +23,8 @@ from contracts.adapters.mtan import (
     MtanPort,
     NoMtanService,
 )
-from contracts.adapters.postgres import PolicyStates, PostgresContractsUnitOfWork
+from contracts.adapters.postgres import PostgresContractsUnitOfWork
+from contracts.adapters.states import PolicyStates
 from contracts.config import ContractsSettings
 from contracts.domain.catalogue import Catalogue
 from contracts.handlers import Contracts

@@ -183,6 +183,9 @@ class Contracts:
         When an event id decided here is stored already (recorded without a record, or
         by a transaction that committed meanwhile), nothing is written yet and the batch
         is ingested message by message, where `_save` judges such an id.
+
+        The states the batch decided are kept once its transaction committed, so the
+        next batch neither reads its events back nor folds them again.
         """
         records = await uow.requests.recorded_many({idem.upstream_key(m) for m in messages})
         states = await uow.policies.load_many({p.policy_id_for(m.policy_number) for m in messages})
@@ -217,6 +220,7 @@ class Contracts:
                 f"event ids of {len(messages)} upstream messages stored concurrently"
             ) from exc
         await uow.requests.record_many(new_records)
+        uow.policies.keep_when_committed(states[policy_id] for policy_id in decided)
         return results
 
     def _decide(

@@ -3,7 +3,7 @@ repositories (PostgreSQL in `adapters.postgres`, in-memory twins in `adapters.me
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -33,6 +33,12 @@ class Policies(Protocol):
         self, saves: Sequence[tuple[PolicyState | None, Sequence[PolicyEvent]]]
     ) -> None:
         """`save` of several policies (each named once) in one append: all or none."""
+        ...
+
+    def keep_when_committed(self, states: Iterable[PolicyState]) -> None:
+        """States this transaction decided (a loaded state with the events it saved folded
+        on): later transactions start from them once it committed; when it rolls back
+        they are dropped, the kept states stay as they were."""
         ...
 
     async def of_customer(self, customer_id: str) -> list[PolicyState]: ...

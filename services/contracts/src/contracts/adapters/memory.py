@@ -1,27 +1,35 @@
 """In-memory twins of the contracts repositories, for unit tests of the handlers.
 
 They keep the semantics of the PostgreSQL ones: appends check the stream version and
-event id uniqueness (servicekit's in-memory event log), a request key is recorded once.
+event id uniqueness (servicekit's in-memory event log), a request key is recorded once,
+`load_many` folds only the events after a kept state and what a transaction decided is
+kept only once it committed (the unit of work's `after_commit`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
 from contracts_schemas.contracts import PolicyEvent
 from servicekit.memory import InMemoryEventLog, InMemoryUnitOfWork
-from servicekit.unit_of_work import Conflict
+from servicekit.unit_of_work import AfterCommit, Conflict
 
 from contracts.adapters.codec import policy_event
+from contracts.adapters.states import PolicyStates
 from contracts.domain.idempotency import RecordedRequest, RequestKey
 from contracts.domain.policy import PolicyState, fold
 
 
 class InMemoryPolicies:
-    def __init__(self, events: InMemoryEventLog) -> None:
+    def __init__(
+        self, events: InMemoryEventLog, states: PolicyStates, after_commit: AfterCommit
+    ) -> None:
         self._events = events
+        self.states = states
+        self._after_commit = after_commit
+        self._wrote = False  # as PostgreSQL: this transaction's events are in its reads
         self.customer_policies: set[tuple[str, str]] = set()
 
     async def load(self, policy_id: str) -> PolicyState | None:
@@ -31,17 +39,31 @@ class InMemoryPolicies:
         if not events:
             return
         expected = 0 if state is None else state.version
+        self._writing()
         await self._events.append(events[0].aggregate_id, expected, events)
         self.customer_policies |= {(c, e.policy_id) for e in events for c in e.customer_ids}
 
     async def load_many(self, policy_ids: Collection[str]) -> dict[str, PolicyState]:
-        states = {policy_id: await self.load(policy_id) for policy_id in policy_ids}
-        return {policy_id: s for policy_id, s in states.items() if s is not None}
+        """As PostgreSQL's: the events after each kept state, folded onto it."""
+        found: dict[str, PolicyState] = {}
+        for policy_id in policy_ids:
+            kept = self.states.get(policy_id)
+            after = 0 if kept is None else kept.version
+            stream = await self._events.read_stream(policy_id)
+            state = fold((policy_event(r) for r in stream if r.stream_version > after), kept)
+            if state is None:
+                continue
+            found[policy_id] = state
+            if state is not kept and not self._wrote:
+                self.states.keep(state)
+        return found
 
     async def save_many(
         self, saves: Sequence[tuple[PolicyState | None, Sequence[PolicyEvent]]]
     ) -> None:
         saves = [(state, events) for state, events in saves if events]
+        if saves:
+            self._writing()
         await self._events.append_many(
             [(events[0].aggregate_id, 0 if state is None else state.version, events)
              for state, events in saves]
@@ -49,6 +71,20 @@ class InMemoryPolicies:
         self.customer_policies |= {
             (c, e.policy_id) for _, events in saves for e in events for c in e.customer_ids
         }
+
+    def keep_when_committed(self, states: Iterable[PolicyState]) -> None:
+        decided = list(states)
+        self._after_commit(lambda: self.states.keep_all(decided))
+
+    def _writing(self) -> None:
+        """The next transaction on this same unit of work starts without writes again
+        (a rolled-back one is restored to before it by `memory_transactions`)."""
+        if not self._wrote:
+            self._wrote = True
+            self._after_commit(self._committed)
+
+    def _committed(self) -> None:
+        self._wrote = False
 
     async def of_customer(self, customer_id: str) -> list[PolicyState]:
         ids = sorted(p for c, p in self.customer_policies if c == customer_id)
@@ -96,8 +132,14 @@ class InMemoryRequests:
 
 
 class InMemoryContractsUnitOfWork(InMemoryUnitOfWork):
-    def __init__(self) -> None:
+    """One unit of work for every transaction (servicekit's `memory_transactions` rolls
+    its state back); `states` is shared by them and never rolled back, as PostgreSQL's."""
+
+    def __init__(self, states: PolicyStates | None = None) -> None:
         super().__init__()
-        self.policies = InMemoryPolicies(self.events)
+        self.after_commit = AfterCommit()
+        self.policies = InMemoryPolicies(
+            self.events, PolicyStates() if states is None else states, self.after_commit
+        )
         self.activations = InMemoryActivations()
         self.requests = InMemoryRequests()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -12,47 +11,22 @@ from contracts_schemas.contracts import PolicyEvent
 from servicekit.db import Connection
 from servicekit.eventstore import EventStore
 from servicekit.postgres import PostgresUnitOfWork
-from servicekit.unit_of_work import Conflict, EventLog
+from servicekit.unit_of_work import AfterCommit, Conflict, EventLog
 
 from contracts.adapters.codec import policy_event, stored_policy_event
+from contracts.adapters.states import PolicyStates
 from contracts.domain.idempotency import RecordedRequest, RequestKey
 from contracts.domain.policy import PolicyState, fold
 
 
-class PolicyStates:
-    """Policy states folded from committed events, shared by a service's transactions;
-    the least recently used are dropped past `size`.
-
-    A committed event is never changed or deleted, so a state folded from committed
-    events stays the policy's state at its version for good: a reader folds only the
-    events after it (`PostgresPolicies.load_many`), instead of the whole stream again.
-    A state that includes events of a transaction not yet committed is never kept.
-    """
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._states: OrderedDict[str, PolicyState] = OrderedDict()
-
-    def get(self, policy_id: str) -> PolicyState | None:
-        state = self._states.get(policy_id)
-        if state is not None:
-            self._states.move_to_end(policy_id)
-        return state
-
-    def keep(self, state: PolicyState) -> None:
-        known = self._states.get(state.policy_id)
-        if known is None or known.version < state.version:
-            self._states[state.policy_id] = state
-        self._states.move_to_end(state.policy_id)
-        while len(self._states) > self._size:
-            self._states.popitem(last=False)
-
-
 class PostgresPolicies:
-    def __init__(self, events: EventLog, conn: Connection, states: PolicyStates) -> None:
+    def __init__(
+        self, events: EventLog, conn: Connection, states: PolicyStates, after_commit: AfterCommit
+    ) -> None:
         self._events = events
         self._conn = conn
         self._states = states
+        self._after_commit = after_commit
         self._wrote = False  # events of this transaction are visible to its reads
 
     async def load(self, policy_id: str) -> PolicyState | None:
@@ -99,6 +73,10 @@ class PostgresPolicies:
              for state, events in saves]
         )  # fmt: skip
         await self._index([e for _, events in saves for e in events])
+
+    def keep_when_committed(self, states: Iterable[PolicyState]) -> None:
+        decided = list(states)
+        self._after_commit(lambda: self._states.keep_all(decided))
 
     async def _index(self, events: Sequence[PolicyEvent]) -> None:
         """Who may look each policy up (customer_policies), one statement."""
@@ -214,6 +192,9 @@ class PostgresContractsUnitOfWork(PostgresUnitOfWork):
         self, conn: Connection, store: EventStore, states: PolicyStates | None = None
     ) -> None:
         super().__init__(conn, store)
-        self.policies = PostgresPolicies(self.events, conn, states or PolicyStates())
+        self.after_commit = AfterCommit()
+        self.policies = PostgresPolicies(
+            self.events, conn, PolicyStates() if states is None else states, self.after_commit
+        )
         self.activations = PostgresActivations(conn)
         self.requests = PostgresRequests(conn)
