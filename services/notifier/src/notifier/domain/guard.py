@@ -21,16 +21,37 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# Performance (issue 12): Python's `re` skips ahead to a candidate position only when a
+# pattern starts with a literal or a character set - not with a lookbehind or `\b`, and not
+# with a cased letter under IGNORECASE; otherwise it runs the whole matcher at every
+# position of the text. So every pattern starts with a plain (flag-free) character set that
+# holds every character its first element can match (under IGNORECASE: `k` is also the
+# Kelvin sign, `i` also `İ` and `ı`), and the boundary checks follow it as lookbehinds of
+# two characters: `X(?<![A-Za-z0-9].)` is `(?<![A-Za-z0-9])X` for a one-character `X`.
+# Each accepts exactly the texts the straightforward pattern beside it accepted;
+# tests/unit/test_nt5_guard_equivalence.py compares them on a large generated corpus.
+
 #: DE + 20 digits; single separators (space, NBSP, dash, dot) allowed between characters.
+#: Was `(?<![A-Za-z0-9])D{sep}E(?:{sep}\d){20}(?!\d)` with IGNORECASE.
 _SEP = r"[ \u00a0\-.]?"
-_IBAN_DE = re.compile(rf"(?<![A-Za-z0-9])D{_SEP}E(?:{_SEP}\d){{20}}(?!\d)", re.IGNORECASE)
+_IBAN_DE = re.compile(rf"[Dd](?i:(?<![A-Za-z0-9].){_SEP}E(?:{_SEP}\d){{20}}(?!\d))")
 #: Any country: 2 letters, 2 check digits, 11-30 alphanumerics, optional single spaces.
-_IBAN_ANY = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
-#: ICD-10(-GM) codes with their sub-category (F32.1, M54.16, F43.1G).
-_ICD10 = re.compile(r"(?<![A-Za-z0-9])[A-TV-Z]\d{2}\.\d{1,2}[A-Z!+*]?(?![0-9])")
-_DIAGNOSIS_WORDS = re.compile(r"\b(?:diagnose\w*|diagnosis|befund\w*|icd[- ]?10)\b", re.IGNORECASE)
+#: Was `(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])`: the same
+#: matches (start, end and text - each is checksummed).
+_IBAN_ANY = re.compile(r"[A-Z](?<![A-Za-z0-9].)[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+#: ICD-10(-GM) codes with their sub-category (F32.1, M54.16, F43.1G). Only ever searched
+#: for (is there one?): it starts at the code's dot, a literal the engine skips to, and
+#: looks back for the letter and two digits. Was
+#: `(?<![A-Za-z0-9])[A-TV-Z]\d{2}\.\d{1,2}[A-Z!+*]?(?![0-9])`.
+_ICD10 = re.compile(r"\.(?<=(?<![A-Za-z0-9])[A-TV-Z]\d\d\.)\d{1,2}[A-Z!+*]?(?![0-9])")
+#: Was `\b(?:diagnose\w*|diagnosis|befund\w*|icd[- ]?10)\b` with IGNORECASE.
+_DIAGNOSIS_WORDS = re.compile(
+    r"[BDIbd\u0130\u0131i](?<!\w.)"
+    r"(?i:(?<=d)(?:iagnose\w*|iagnosis)|(?<=b)efund\w*|(?<=i)cd[- ]?10)\b"
+)
+#: Was `\b(?:passwort|kennwort|password|passwd)[ \t]*[:=][ \t]*\S` with IGNORECASE.
 _PASSWORD_ASSIGNMENT = re.compile(
-    r"\b(?:passwort|kennwort|password|passwd)[ \t]*[:=][ \t]*\S", re.IGNORECASE
+    r"[KPkp\u212a](?<!\w.)(?i:(?<=p)(?:asswort|assword|asswd)|(?<=k)ennwort)[ \t]*[:=][ \t]*\S"
 )
 #: Withheld values shorter than this are not scanned (they would match ordinary words).
 MIN_WITHHELD_LENGTH = 4
@@ -62,7 +83,8 @@ def _iban_checksum_ok(candidate: str) -> bool:
     return int(digits) % 97 == 1
 
 
-_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+#: Was `https?://\S+` with IGNORECASE (`h` matches only `h` and `H`).
+_URL = re.compile(r"[Hh](?i:ttps?://)\S+")
 
 
 def _fold(text: str) -> str:
