@@ -41,10 +41,15 @@ class RecordedRequest:
     event_ids: tuple[UUID, ...]
 
 
+#: The canonical JSON: `json.dumps(body, sort_keys=True, separators=(",", ":"),
+#: ensure_ascii=False)` - the very encoder `json.dumps` builds for these arguments on
+#: each call, built once (recorded fingerprints depend on this text: never change it).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def fingerprint(body: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a request body."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(body).encode()).hexdigest()
 
 
 def upstream_key(message: UpstreamMessage) -> RequestKey:
@@ -59,12 +64,12 @@ ADDED_OPTIONAL_FIELDS = frozenset({"policyholders"})
 
 
 def upstream_fingerprint(message: UpstreamMessage) -> str:
-    body = {
-        name: value
-        for name, value in message.model_dump(mode="json").items()
-        if not (name in ADDED_OPTIONAL_FIELDS and not value)
-    }
-    return fingerprint({"type": message.type_name(), **body})
+    body = message.model_dump(mode="json")
+    for name in ADDED_OPTIONAL_FIELDS.intersection(body):
+        if not body[name]:
+            del body[name]
+    body.setdefault("type", message.type_name())  # as {"type": ..., **body}: a field wins
+    return fingerprint(body)
 
 
 def client_key(kind: str, customer_id: str, policy_id: str, key: str) -> RequestKey:
