@@ -6,7 +6,7 @@ CloudEvents Kafka protocol binding, section 3.2.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -171,13 +171,28 @@ def decode(cloud_event: CloudEvent) -> Contract:
     if registration is None:
         raise InvalidMessage(f"unknown event type {cloud_event.type!r}")
     try:
-        message = registration.model.model_validate_json(cloud_event.data)
+        message = _validate_json(registration.model)(cloud_event.data)
     except ValidationError as exc:
         raise InvalidMessage(f"schema violation in {cloud_event.type}: {_summary(exc)}") from exc
     message_id = _message_id(message)
     if message_id != cloud_event.id:
         raise InvalidMessage(f"ce_id {cloud_event.id!r} differs from the body's id {message_id!r}")
     return message
+
+
+_VALIDATE_JSON: dict[type, Callable[[bytes], Contract]] = {}
+
+
+def _validate_json(model: type[Contract]) -> Callable[[bytes], Contract]:
+    """`model.model_validate_json`, straight to its schema validator once the model is
+    complete (once per consumed event: the classmethod's own checks cost ~20% of a small
+    event's validation)."""
+    validate = _VALIDATE_JSON.get(model)
+    if validate is None:
+        if not model.__pydantic_complete__:
+            return model.model_validate_json  # still to be built: pydantic builds it
+        validate = _VALIDATE_JSON[model] = model.__pydantic_validator__.validate_json
+    return validate
 
 
 _ID_FIELD: dict[type, str] = {}

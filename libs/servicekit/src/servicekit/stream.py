@@ -44,6 +44,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -62,13 +63,13 @@ from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 from faststream.kafka.testing import FakeProducer
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from servicekit.kafka import OutgoingRecord, ensure_topics, send_all, servers
 from servicekit.logging import get_logger
 from servicekit.metrics import BATCH_SECONDS, CONSUMED
 from servicekit.settings import ServiceSettings
-from servicekit.tracing import context_from_headers, context_from_traceparent, tracer
+from servicekit.tracing import context_from_headers, tracer
 from servicekit.unit_of_work import Transactions, UnitOfWork, Unstorable
 
 log = get_logger(__name__)
@@ -321,10 +322,38 @@ def trace_links(
         if len(links) == limit:
             omitted += 1
             continue
-        context = trace.get_current_span(context_from_traceparent(traceparent)).get_span_context()
-        if context.is_valid:
+        context = link_context(traceparent)
+        if context is not None:
             links.append(Link(context))
     return links, omitted
+
+
+# The W3C format as OpenTelemetry's TraceContextTextMapPropagator reads it.
+_TRACEPARENT = re.compile(
+    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$"
+)
+_TRACEPARENT_MAX_LENGTH = 512
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
+
+
+def link_context(traceparent: str) -> SpanContext | None:
+    """The span context a link to `traceparent` points at, None when the value is not a
+    valid one: what `context_from_traceparent` (OpenTelemetry's propagator) yields for it,
+    read without building a context and a span around it (up to MAX_LINKS per batch)."""
+    if len(traceparent) > _TRACEPARENT_MAX_LENGTH:
+        return None
+    match = _TRACEPARENT.match(traceparent)
+    if match is None:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID or version == "ff":
+        return None
+    if version == "00" and rest:
+        return None
+    return SpanContext(
+        int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16))
+    )
 
 
 def _failed(span: trace.Span, exc: Exception) -> None:
@@ -502,8 +531,11 @@ async def _parse_batch(records: Sequence[Record], parse: BatchParser) -> KafkaMe
 
 
 async def _raw_records(message: KafkaMessage) -> Any:
-    """The records are decoded by the inbox consumer itself, once."""
-    return None
+    """The records are decoded by the inbox consumer itself, once: the handler's argument
+    is the message itself. (Asking FastStream to inject it - a parameter annotated
+    `KafkaMessage` - costs a hop to a worker thread per batch: its context lookup is
+    synchronous, and FastStream's dependency injection runs such calls in a thread.)"""
+    return message
 
 
 def rewind(consumer: ConsumerProtocol, records: Sequence[Record]) -> None:
@@ -527,8 +559,9 @@ def rewind(consumer: ConsumerProtocol, records: Sequence[Record]) -> None:
 def _on_batch(consumer: InboxConsumer[Any]) -> Callable[[KafkaMessage], Awaitable[None]]:
     failures = 0
 
-    async def consume(message: KafkaMessage) -> None:
+    async def consume(body: Any) -> None:
         nonlocal failures
+        message: KafkaMessage = body  # what `_raw_records` decoded: the message itself
         records: tuple[Record, ...] = message.raw_message
         try:
             await consumer.process(records)

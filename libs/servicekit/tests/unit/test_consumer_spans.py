@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from aiokafka import ConsumerRecord
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import encode
@@ -19,13 +20,14 @@ from contracts_schemas.contracts import PremiumPaid
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.testing import build_message
 from kit_factories import premium_paid
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from servicekit.memory import InMemoryUnitOfWork, memory_transactions
 from servicekit.settings import ServiceSettings
-from servicekit.stream import MAX_LINKS, EventStream, Rejected
-from servicekit.tracing import current_traceparent
+from servicekit.stream import MAX_LINKS, EventStream, Rejected, link_context
+from servicekit.tracing import context_from_traceparent, current_traceparent
 
 TOPIC = "portal.contracts.policy.v1"
 GROUP = "loyalty"
@@ -240,3 +242,30 @@ async def test_ops2_an_unreadable_trace_context_is_neither_parent_nor_link(
     assert batch.links == ()
     (process,) = finished(spans, f"process {GROUP}")
     assert (hex_trace(process), hex_parent(process)) == (hex_trace(batch), span_id(batch))
+
+
+TRACEPARENTS = [
+    f"00-{'a' * 32}-{'b' * 16}-01",
+    f"00-{'0' * 31}1-{'0' * 15}1-00",
+    f" \t00-{'c' * 32}-{'d' * 16}-01 \t",
+    f"01-{'c' * 32}-{'d' * 16}-01-and-more",
+    f"00-{'c' * 32}-{'d' * 16}-01-and-more",
+    f"ff-{'c' * 32}-{'d' * 16}-01",
+    f"00-{'0' * 32}-{'d' * 16}-01",
+    f"00-{'c' * 32}-{'0' * 16}-01",
+    f"00-{'C' * 32}-{'d' * 16}-01",
+    f"00-{'c' * 32}-{'d' * 16}-1",
+    f"00-{'c' * 32}-{'d' * 16}-01\n",
+    f"02-{'c' * 32}-{'d' * 16}-01-{'x' * 512}",
+    "not a traceparent",
+    "",
+]
+
+
+@pytest.mark.parametrize("traceparent", TRACEPARENTS)
+def test_ops2_a_link_points_where_the_propagator_reads_the_traceparent(traceparent: str) -> None:
+    """The batch's links read each `traceparent` without OpenTelemetry's propagator (no
+    context and span built per value), to the same span context - or to none where the
+    propagator finds no valid one."""
+    expected = trace.get_current_span(context_from_traceparent(traceparent)).get_span_context()
+    assert link_context(traceparent) == (expected if expected.is_valid else None)
