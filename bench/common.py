@@ -168,12 +168,15 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def until(condition: Callable[[], bool], deadline: float, what: str) -> None:
-    """Wait (polling) until `condition()`; BenchFailure past `deadline` (perf_counter)."""
+async def until(
+    condition: Callable[[], bool], deadline: float, what: str, every: float = 0.002
+) -> None:
+    """Wait (polling `every` seconds) until `condition()`; BenchFailure past `deadline`
+    (perf_counter)."""
     while not condition():
         if time.perf_counter() > deadline:
             raise BenchFailure(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(every)
 
 
 def deadline_for(events: int, floor_rate: float = 500.0, minimum: float = 60.0) -> float:
