@@ -10,7 +10,9 @@ later): round N+1 is read and enqueued on the one idempotent producer while roun
 acknowledgements are still on their way, so each partition gets the rows in outbox order.
 A round is marked sent only once all its acknowledgements arrived, and rounds are marked
 in order: when one fails, neither it nor any later round is marked, and all of them are
-read again (from the oldest unpublished row) after the back-off.
+read again (from the oldest unpublished row) after the back-off. The marking runs on a
+second connection of the drain, next to the read of the following round (two backends:
+neither waits for the other).
 
 An event's outbox row is lean (see `servicekit.eventstore`): its body and envelope are
 read from `events` here; rows queued by `enqueue` carry their whole record.
@@ -30,10 +32,10 @@ from typing import Any
 
 import asyncpg
 from aiokafka.errors import KafkaError
-from contracts_schemas.cloudevents import kafka_headers
+from contracts_schemas.cloudevents import CONTENT_TYPE, SPEC_VERSION, TRACEPARENT
 
 from servicekit.db import Connection
-from servicekit.kafka import OutgoingRecord
+from servicekit.kafka import Headers, OutgoingRecord
 from servicekit.logging import get_logger
 from servicekit.metrics import (
     OUTBOX_BACKLOG,
@@ -52,26 +54,29 @@ broker acknowledged every one of them (and raises when it refused one)."""
 # The oldest unpublished rows after `$2` (the newest row in flight; 0 when none is), with
 # the stored event of a lean row. A row committed late below `$2` is read once the
 # pipeline is empty again, which it is whenever the relay catches up.
-_PENDING = """
-SELECT o.id, o.topic, o.partition_key, o.headers, o.payload, o.source, o.traceparent,
-       o.event_id, e.event_type, e.occurred_at, e.payload->>'aggregate_id' AS subject,
-       convert_to(e.payload::text, 'UTF8') AS body
+# What a round's send needs of a row, and nothing else: an event's envelope values as
+# bytes (`convert_to`: no text decoded here to be encoded again), its time already in the
+# form the relay always sent (`occurred_at.isoformat()` of the stored UTC time: microseconds
+# only when there are any), the body as stored. Rows queued by `enqueue` carry their whole
+# record in `headers` + `payload` instead (body NULL).
+_COLUMNS = """
+o.id, o.topic, o.partition_key, o.headers, o.payload,
+convert_to(o.event_id, 'UTF8'), convert_to(e.event_type, 'UTF8'), convert_to(o.source, 'UTF8'),
+convert_to(to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+           || CASE to_char(e.occurred_at AT TIME ZONE 'UTC', 'US') WHEN '000000' THEN ''
+              ELSE to_char(e.occurred_at AT TIME ZONE 'UTC', '.US') END || '+00:00', 'UTF8'),
+convert_to(e.payload->>'aggregate_id', 'UTF8'), convert_to(o.traceparent, 'UTF8'),
+convert_to(e.payload::text, 'UTF8') AS body
+"""
+# The oldest unpublished rows after `$2` (the newest row in flight; 0 when none is), with
+# the stored event of a lean row. A row committed late below `$2` is read once the
+# pipeline is empty again, which it is whenever the relay catches up.
+_PENDING = f"""
+SELECT {_COLUMNS}
 FROM outbox o LEFT JOIN events e ON e.event_id = o.event_ref
 WHERE o.published_at IS NULL AND o.id > $2 ORDER BY o.id LIMIT $1
-"""
+"""  # noqa: S608 - constant text only
 _MARK_SENT = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
-# A pipelined round's read also marks the rounds acknowledged since the last read ($3): one
-# round trip per round. The SELECT sees the table as before the UPDATE, so `$2` (the
-# newest row in flight or marked here) keeps the marked rows out of it. (It is `_PENDING`
-# with the mark in front.)
-_MARK_SENT_AND_READ_PENDING = """
-WITH sent AS (UPDATE outbox SET published_at = now() WHERE id = ANY($3::bigint[]))
-SELECT o.id, o.topic, o.partition_key, o.headers, o.payload, o.source, o.traceparent,
-       o.event_id, e.event_type, e.occurred_at, e.payload->>'aggregate_id' AS subject,
-       convert_to(e.payload::text, 'UTF8') AS body
-FROM outbox o LEFT JOIN events e ON e.event_id = o.event_ref
-WHERE o.published_at IS NULL AND o.id > $2 ORDER BY o.id LIMIT $1
-"""
 
 # Bounded cost whatever the backlog: the count stops at BACKLOG_COUNT_LIMIT rows of the
 # partial index, the oldest row is the first one of it.
@@ -153,58 +158,55 @@ class OutboxRelay:
         in_flight: deque[_Round] = deque()
         start = self.published
         next_read: asyncio.Future[tuple[list[int], list[OutgoingRecord]]] | None = None
+        marks = _Marks(self._count_rounds)
         try:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire() as conn, self._pool.acquire() as mark_conn:
+                marks.conn = mark_conn
                 if between_rounds is not None:
                     await between_rounds()
-                ids, records = await self._read(conn, 0, [])
+                ids, records = await read_pending(conn, self._batch_size)
                 while True:
                     next_read = None
                     if len(ids) == self._batch_size:
-                        # The next round is read (marking the rounds acknowledged by now)
-                        # while this one is enqueued: the database works next to this process.
-                        acknowledged = await self._acknowledged(conn, in_flight, self._depth)
-                        next_read = asyncio.ensure_future(self._read(conn, ids[-1], acknowledged))
+                        # The next round is read while this one is enqueued and the rounds
+                        # acknowledged meanwhile are marked on a connection of their own:
+                        # the database works next to this process, on two backends.
+                        next_read = asyncio.ensure_future(
+                            read_pending(conn, self._batch_size, ids[-1])
+                        )
                     if ids:
                         acks = await send(records)
                         in_flight.append(_Round(ids, asyncio.ensure_future(acks)))
+                    marks.add(await self._acknowledged(marks, in_flight, self._depth))
                     if next_read is not None:
                         ids, records = await next_read
                     else:
                         # Caught up: every round marked; unless nothing was left, read again
                         # from the oldest unpublished row (one committed late below the
                         # rounds that were in flight).
-                        last = await self._acknowledged(conn, in_flight, 0)
-                        await _mark_sent(conn, _ids(last))
-                        self._count_rounds(last)
+                        marks.add(await self._acknowledged(marks, in_flight, 0))
+                        await marks.settled()
                         if not ids:
                             return self.published - start
                         if between_rounds is not None:
                             await between_rounds()
-                        ids, records = await self._read(conn, 0, [])
+                        ids, records = await read_pending(conn, self._batch_size)
                         continue
                     if between_rounds is not None:
                         await between_rounds()
         finally:
-            if next_read is not None:
-                # Only after a failure: the read in progress finishes (marking the rounds
-                # acknowledged before it) before its connection goes back to the pool.
-                await asyncio.wait([next_read])
-                _retrieved(next_read)
+            # Only after a failure: the read and the marking in progress finish before their
+            # connections go back to the pool.
+            for pending in (next_read, marks.marking):
+                if pending is not None:
+                    await asyncio.wait([pending])
+                    _retrieved(pending)
             # Only after a failure: these rounds stay unmarked and are read again.
             for left in in_flight:
                 left.acks.add_done_callback(_retrieved)
 
-    async def _read(
-        self, conn: Connection, after: int, acknowledged: list[_Round]
-    ) -> tuple[list[int], list[OutgoingRecord]]:
-        """The next round above `after`; the `acknowledged` rounds marked sent with it."""
-        read = await read_pending(conn, self._batch_size, after, _ids(acknowledged))
-        self._count_rounds(acknowledged)
-        return read
-
     async def _acknowledged(
-        self, conn: Connection, in_flight: deque[_Round], depth: int
+        self, marks: _Marks, in_flight: deque[_Round], depth: int
     ) -> list[_Round]:
         """Take the oldest rounds off `in_flight` that are acknowledged - waiting for the
         oldest while `depth` or more are in flight (0: for all of them). When one failed,
@@ -215,8 +217,8 @@ class OutboxRelay:
                 await in_flight[0].acks
                 acknowledged.append(in_flight.popleft())
         except Exception:
-            await _mark_sent(conn, _ids(acknowledged))
-            self._count_rounds(acknowledged)
+            marks.add(acknowledged)
+            await marks.settled()
             raise
         return acknowledged
 
@@ -332,17 +334,47 @@ class _Round:
         return self.ids[-1]
 
 
+class _Marks:
+    """Marks acknowledged rounds sent, one statement after the other on the drain's second
+    connection, while the drain goes on reading and enqueuing; `count` once marked. A
+    failed mark is raised by the next `add` or by `settled` (the rows stay unmarked and
+    are published again: at least once)."""
+
+    def __init__(self, count: Callable[[list[_Round]], None]) -> None:
+        self.conn: Connection | None = None
+        self.marking: asyncio.Future[None] | None = None
+        self._count = count
+
+    def add(self, rounds: list[_Round]) -> None:
+        if not rounds:
+            return
+        previous = self.marking
+        if previous is not None and previous.done():
+            previous.result()  # a failed mark: stop here
+            previous = None
+        self.marking = asyncio.ensure_future(self._mark(previous, rounds))
+
+    async def _mark(self, previous: asyncio.Future[None] | None, rounds: list[_Round]) -> None:
+        if previous is not None:
+            await previous
+        assert self.conn is not None
+        await _mark_sent(self.conn, _ids(rounds))
+        self._count(rounds)
+
+    async def settled(self) -> None:
+        """Every round added so far marked (or the first failure raised)."""
+        if self.marking is not None:
+            marking, self.marking = self.marking, None
+            await marking
+
+
 async def read_pending(
-    conn: Connection, limit: int, after: int = 0, mark_sent: Sequence[int] = ()
+    conn: Connection, limit: int, after: int = 0
 ) -> tuple[list[int], list[OutgoingRecord]]:
     """The oldest unpublished rows with an id above `after`: their ids and the records
-    they stand for (a lean event row rebuilt from its stored event). In the same statement,
-    the rows `mark_sent` (all at or below `after`) are marked sent."""
-    if mark_sent:
-        rows = await conn.fetch(_MARK_SENT_AND_READ_PENDING, limit, after, list(mark_sent))
-    else:
-        rows = await conn.fetch(_PENDING, limit, after)
-    return [row["id"] for row in rows], [_record(row) for row in rows]
+    they stand for (a lean event row rebuilt from its stored event)."""
+    rows = await conn.fetch(_PENDING, limit, after)
+    return [row[0] for row in rows], [_record(*row) for row in rows]
 
 
 async def _mark_sent(conn: Connection, ids: list[int]) -> None:
@@ -360,16 +392,43 @@ def _retrieved(acks: asyncio.Future[Any]) -> None:
         acks.exception()
 
 
-def _record(row: asyncpg.Record) -> OutgoingRecord:
-    """The row's record, built straight as bytes (per published event: no envelope object)."""
-    (_id, topic, key, headers, payload, source, traceparent,
-     event_id, event_type, occurred_at, subject, body) = row  # fmt: skip
+_SPEC_VERSION = ("ce_specversion", SPEC_VERSION.encode())
+_CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
+
+
+def _record(
+    _id: int,
+    topic: str,
+    key: str,
+    headers: str | None,
+    payload: bytes | None,
+    event_id: bytes,
+    event_type: bytes,
+    source: bytes,
+    time: bytes,
+    subject: bytes | None,
+    traceparent: bytes | None,
+    body: bytes | None,
+) -> OutgoingRecord:
+    """The row's record, built straight from the bytes the read returned (per published
+    event: no envelope object, nothing decoded), the headers in `kafka_headers`' order."""
     if body is None:  # queued by `enqueue`: the whole record is in the row
+        assert headers is not None  # the table's check: a whole row has both
+        assert payload is not None
         whole = [(name, value.encode()) for name, value in json.loads(headers)]
         return OutgoingRecord(topic, key, bytes(payload), whole)
-    envelope = kafka_headers(
-        event_id, event_type, source, occurred_at.isoformat(), subject, traceparent
-    )
+    envelope: Headers = [
+        _SPEC_VERSION,
+        ("ce_id", event_id),
+        ("ce_type", event_type),
+        ("ce_source", source),
+        _CONTENT_TYPE,
+        ("ce_time", time),
+    ]
+    if subject is not None:
+        envelope.append(("ce_subject", subject))
+    if traceparent is not None:
+        envelope.append((TRACEPARENT, traceparent))
     return OutgoingRecord(topic, key, body, envelope)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -125,6 +126,29 @@ async def test_a_lean_rows_record_carries_the_envelope_encode_makes(pool: asyncp
         _ids, (record,) = await read_pending(conn, 10)
     assert record.headers == encode(event, "/test", traceparent).headers()
     assert decode(from_kafka(record.headers, record.value)) == event
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        datetime(2026, 3, 15, 10, 0, 0, 120, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 3, 15, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+    ],
+)
+async def test_a_lean_rows_time_header_is_the_stored_times_utc_isoformat(
+    pool: asyncpg.Pool, occurred_at: datetime
+) -> None:
+    """`ce_time` of a relayed event is made by the read itself (no datetime per row): the
+    stored time in UTC, exactly as `isoformat` writes it - microseconds only when there
+    are any, `+00:00` - which is what the relay sent when it formatted it in Python."""
+    store = EventStore("/test", topic_for=lambda _: "t")
+    event = premium_paid("pol-time", 1).model_copy(update={"occurred_at": occurred_at})
+    async with pool.acquire() as conn, conn.transaction():
+        await store.append(conn, "pol-time", 0, [event])
+        _ids, (record,) = await read_pending(conn, 10)
+    times = [value for name, value in record.headers if name == "ce_time"]
+    assert times == [occurred_at.astimezone(UTC).isoformat().encode()]
 
 
 async def test_rows_filling_whole_rounds_exactly_are_all_marked_sent(
