@@ -223,14 +223,24 @@ def evolve(state: PolicyState | None, event: PolicyEvent) -> PolicyState:
     if state is None:
         raise InconsistentHistory(f"a policy's history starts with PolicyIssued, not {event!r}")
 
-    # One `replace` per event (a fold is one per event of the stream): what every event
+    # One new state per event (a fold is one per event of the stream): what every event
     # sets, with what this kind of event changes.
-    return replace(
-        state,
-        version=event.aggregate_version,
-        event_ids=state.event_ids | {event.event_id},
-        **_changes(state, event),
-    )
+    changes = _changes(state, event)
+    changes["version"] = event.aggregate_version
+    changes["event_ids"] = state.event_ids | {event.event_id}
+    return _updated(state, changes)
+
+
+def _updated(state: PolicyState, changes: dict[str, Any]) -> PolicyState:
+    """`dataclasses.replace(state, **changes)` for the fields of PolicyState, about six
+    times cheaper (a fold makes one per event; replace loops over every field and calls
+    __init__ with keywords): PolicyState has no __post_init__, InitVar or init=False
+    field, so its fields copied with the changed ones set are the same state."""
+    new = object.__new__(PolicyState)
+    fields = new.__dict__
+    fields.update(state.__dict__)
+    fields.update(changes)
+    return new
 
 
 def _changes(state: PolicyState, event: PolicyEvent) -> dict[str, Any]:
@@ -597,8 +607,10 @@ def _authorise_change(
     """Only the sole policyholder of a contract still in force may change it.
 
     A customer who cannot see the contract gets the same answer as "why don't I see
-    it?" (CT-3), which tells a stranger nothing. Insured persons who may see a
-    bAV/bKV contract see it read-only.
+    it?" (CT-3), which tells a stranger nothing - joint policyholders among them:
+    `require_visible` gives the POLICYHOLDER role only to a sole holder
+    (`visibility.viewer_role`) and refuses each of several with `joint_policyholders`.
+    Insured persons who may see a bAV/bKV contract see it read-only.
     """
     _require_same_policy(state, policy_id)
     role = require_visible(customer_id, account_activated, state)
