@@ -59,9 +59,13 @@ _READERS: dict[str, tuple[type[Any], tuple[_Reader, ...]]] = {
 }
 _JOB_LOCK = 0x10_7A17
 
+# In primary-key order: consecutive rows land on the same index pages (measured: ~13% of
+# the server's CPU per row), and inserts running at once (a replay's transactions and the
+# live consumer's) take their key locks in one order.
 _INSERT_FACTS = """
 INSERT INTO facts (customer_id, event_id, fact_type, occurred_at, payload)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+ORDER BY 1, 2
 ON CONFLICT DO NOTHING
 """
 # One statement, so one snapshot: the facts and the account stream's version are what
@@ -89,7 +93,7 @@ _ACCOUNT = {
     (after, settled): " ".join(
         (
             f"WITH {_VERSION}, {_SETTLED[settled]},",
-            "fact AS (SELECT event_id, fact_type, occurred_at, payload::text AS payload",
+            "fact AS (SELECT event_id, fact_type, occurred_at, payload",
             f"FROM facts WHERE customer_id = $1{_FACTS[after, settled]})",
             "SELECT account.version, settled.count, settled.checksum, fact.event_id,",
             "fact.fact_type, fact.occurred_at, fact.payload",
@@ -117,6 +121,34 @@ def decode(fact_type: str, event_id: str, occurred_at: datetime, payload: str) -
     return fact
 
 
+def _columns(rows: Sequence[CustomerFact]) -> tuple[list[str], ...]:
+    """The INSERT's five arrays, in one pass. A policy's fact is shared by its holders'
+    rows, which come one after the other: encoded once."""
+    customers: list[str] = []
+    event_ids: list[str] = []
+    fact_types: list[str] = []
+    times: list[Any] = []
+    payloads: list[str] = []
+    last: Fact | None = None
+    payload = ""
+    for customer, fact in rows:
+        if fact is not last:
+            last, payload = fact, _storable(fact)
+        customers.append(customer)
+        event_ids.append(fact.event_id)
+        fact_types.append(fact.__class__.__name__)
+        times.append(fact.occurred_at)
+        payloads.append(payload)
+    return customers, event_ids, fact_types, times, payloads
+
+
+def _storable(fact: Fact) -> str:
+    try:
+        return encode(fact)
+    except PydanticSerializationError as exc:  # e.g. a lone surrogate in a string
+        raise Unstorable(f"fact not storable as JSON: {exc}") from exc
+
+
 class PostgresFacts:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -124,18 +156,7 @@ class PostgresFacts:
     async def add(self, rows: Sequence[CustomerFact]) -> None:
         if not rows:
             return
-        try:  # a policy's fact is shared by its holders' rows: encoded once
-            payloads = {id(fact): encode(fact) for _, fact in rows}
-        except PydanticSerializationError as exc:  # e.g. a lone surrogate in a string
-            raise Unstorable(f"fact not storable as JSON: {exc}") from exc
-        await self._conn.execute(
-            _INSERT_FACTS,
-            [customer for customer, _ in rows],
-            [fact.event_id for _, fact in rows],
-            [type(fact).__name__ for _, fact in rows],
-            [fact.occurred_at for _, fact in rows],
-            [payloads[id(fact)] for _, fact in rows],
-        )
+        await self._conn.execute(_INSERT_FACTS, *_columns(rows))
 
     async def account(
         self, customer_id: str, after: datetime | None = None, settled_at: datetime | None = None
