@@ -16,11 +16,13 @@ from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts_schemas.base import Contract
+from contracts_schemas.cloudevents import InvalidMessage, decode, from_kafka
 from servicekit.kafka import topic_partitions, topic_reader
-from servicekit.stream import Record, decode_records
+from servicekit.stream import Record
 from servicekit.unit_of_work import Transactions
 
 from loyalty.handlers import ClearProjections, Loyalty
+from loyalty.translation import FOLDED
 from loyalty.unit_of_work import LoyaltyUnitOfWork
 
 U = TypeVar("U", bound=LoyaltyUnitOfWork)
@@ -88,13 +90,39 @@ async def _replay(
         writer = _Writer(transactions, loyalty, in_flight, lambda done: progress(done, total))
         try:
             async for records in _records_to(consumer, end, batch):
-                deliveries, _ = decode_records(records)
-                await writer.store([d.message for d in deliveries], len(records))
+                await writer.store(folded_messages(records), len(records))
             return await writer.finish()
         finally:
             writer.cancel()
     finally:
         await consumer.stop()
+
+
+_FOLDED_TYPES = frozenset(t.encode() for t in FOLDED)
+
+
+def folded_messages(records: Sequence[Record]) -> list[Contract]:
+    """The messages of `records` that may contribute facts, decoded and validated exactly
+    as the live consumer decodes them; one it would dead-letter contributes nothing here
+    either. Records of the types that contribute nothing are not decoded at all."""
+    messages: list[Contract] = []
+    for record in records:
+        if _cloud_event_type(record) not in _FOLDED_TYPES:
+            continue
+        try:
+            messages.append(decode(from_kafka(record.headers, record.value)))
+        except InvalidMessage:
+            continue
+    return messages
+
+
+def _cloud_event_type(record: Record) -> bytes | None:
+    """The `ce_type` header's value as `from_kafka` reads it (the last one)."""
+    found = None
+    for name, value in record.headers or ():
+        if name == "ce_type":
+            found = value
+    return found
 
 
 async def _records_to(
