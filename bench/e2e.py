@@ -517,8 +517,10 @@ async def _watch_facts(pool: asyncpg.Pool, outstanding: dict[str, tuple[str, int
             payments = list(itertools.islice(outstanding, WATCH_AT_ONCE))  # the oldest
             customers = list({outstanding[p][0] for p in payments})
             found = await pool.fetch(
-                "SELECT payload->>'payment_id' AS payment FROM facts"
-                " WHERE customer_id = ANY($1::text[]) AND payload->>'payment_id' = ANY($2::text[])",
+                # ::jsonb: the column is jsonb, or text since loyalty's 0003 (both work)
+                "SELECT payload::jsonb->>'payment_id' AS payment FROM facts"
+                " WHERE customer_id = ANY($1::text[])"
+                " AND payload::jsonb->>'payment_id' = ANY($2::text[])",
                 customers, payments,
             )  # fmt: skip
             at = time.perf_counter()
