@@ -307,8 +307,8 @@ async def test_nt5_the_sms_channel_refuses_a_leaking_text_before_any_request(ev)
 async def test_nt5_a_stored_text_altered_after_it_was_rendered_clean_is_refused_at_sending(
     ev, renderer
 ):
-    """The channels skip a second scan only for the very text found clean before (issue
-    12): the same subject and layout with one leaking line is scanned, and refused."""
+    """The channels scan the stored text itself right before sending, whatever was found
+    at rendering: the same subject and layout with one leaking line is refused."""
     (message,) = plan_messages(ev.claim_status(), ev.view())
     rendered = renderer.render(message)
     channel = SmtpEmailChannel(

@@ -12,16 +12,11 @@ withheld (`plan.withheld_values(event)`). Withheld values that are also fixed wo
 the templates (e.g. a sensitive document titled "Dokument") are ordinary words, not data.
 
 The channels guard the stored text once more right before sending (defence in depth,
-without withheld values). The scan is a pure function of the text and most of a message's
-CPU, so a process remembers the digests of the texts it found clean (a bounded FIFO):
-the same bytes again - the text the intake rendered and guarded, read back for its
-attempt - are clean without a second scan. A text the guard never saw in this process
-(another instance rendered it, the store was altered, the entry aged out) is scanned.
+without withheld values): a full scan of whatever is about to go out, whoever rendered it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html as html_lib
 import re
 from collections.abc import Iterable, Mapping
@@ -193,53 +188,16 @@ def _paragraphs(text: str) -> list[list[str]]:
     return [block.splitlines() for block in text.strip().split("\n\n") if block.strip()]
 
 
-#: How many clean texts a process remembers (16 bytes each, plus the dict's overhead).
-CLEAN_TEXTS_REMEMBERED = 16384
-
-
-class _CleanTexts:
-    """Digests of texts `guard_rendered` found clean. The rules without withheld values
-    depend on the text alone, and a text clean with some withheld values is clean without
-    them: so a remembered digest answers a later check without withheld values."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._seen: dict[bytes, None] = {}
-
-    @staticmethod
-    def digest(rendered: RenderedMessage) -> bytes:
-        parts = (rendered.subject, rendered.text, rendered.html or "", str(rendered.html is None))
-        # Lengths first: no two different part lists hash the same bytes.
-        framed = "".join(f"{len(p)}:{p}" for p in parts)
-        return hashlib.blake2b(framed.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-    def __contains__(self, digest: bytes) -> bool:
-        return digest in self._seen
-
-    def add(self, digest: bytes) -> None:
-        self._seen[digest] = None
-        if len(self._seen) > self.size:
-            del self._seen[next(iter(self._seen))]
-
-
-_clean_texts = _CleanTexts(CLEAN_TEXTS_REMEMBERED)
-
-
 def guard_rendered(
     rendered: RenderedMessage, withheld: Iterable[str] = (), *, exempt: str = ""
 ) -> None:
     """NT-5: raise `SensitiveContentError` if any part of `rendered` leaks."""
-    withheld = tuple(withheld)
-    digest = _CleanTexts.digest(rendered)
-    if not withheld and digest in _clean_texts:
-        return
     parts = [("subject", rendered.subject), ("body", rendered.text)]
     if rendered.html is not None:
         visible = html_lib.unescape(_TAGS.sub(" ", rendered.html))
         parts.append(("html", visible))
         parts.append(("html_source", rendered.html))
     ensure_clean(parts, withheld, exempt=exempt)
-    _clean_texts.add(digest)
 
 
 class Renderer:
