@@ -61,9 +61,16 @@ def _launcher(command: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+# pytest-timeout counts fixtures, and an end-to-end test's first use of its platform starts
+# every service - minutes on a loaded two-core machine: their hang guard is wider.
+E2E_TIMEOUT_SECONDS = 900
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         markers = {marker.name for marker in item.iter_markers()}
+        if "e2e" in markers and "timeout" not in markers:
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_SECONDS))
         if (
             isinstance(item, pytest.Function)
             and needs_platform(markers)

@@ -41,6 +41,7 @@ import uvicorn
 from e2e_factories import PASSWORD, issued_to, new_person
 from notifier_servers import SmsProvider, SmtpServer, free_socket, parse, plain_text, start_smtp
 from pypdf import PdfReader
+from readiness import Startup, wait_ready
 from service_environment import Process, Run, environment, fresh_secrets
 from servicekit.auth import basic_authorization, generate_signing_key, mint_token
 
@@ -284,18 +285,9 @@ def running_platform(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _wait_ready(platform: Platform, service: str, within: float = 90.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if platform.processes[service].poll() is not None:
-            raise RuntimeError(f"{service} exited:\n{platform.logs[service].read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{platform.urls[service]}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{service} not ready:\n{platform.logs[service].read_text()[-4000:]}")
+def _wait_ready(platform: Platform, service: str) -> None:
+    process, log = platform.processes[service], platform.logs[service]
+    wait_ready(Startup(service, process, platform.urls[service], log))
 
 
 def eventually(check: Any, within: float = 60.0, every: float = 0.25) -> Any:

@@ -12,14 +12,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from e2e_harness import free_port
+from readiness import Startup, wait_ready
 from servicekit.auth import ServiceCredentials
 
 BIN = Path(sys.executable).parent
@@ -85,19 +84,9 @@ class Processes:
         )  # fmt: skip
         self._wait_ready(service)
 
-    def _wait_ready(self, service: str, within: float = 90.0) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self.processes[service].poll() is not None:
-                raise RuntimeError(f"{service} exited:\n{self.logs[service].read_text()[-4000:]}")
-            try:
-                ready = httpx.get(f"{self.urls[service]}/health/ready", timeout=1)
-                if ready.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{service} not ready:\n{self.logs[service].read_text()[-4000:]}")
+    def _wait_ready(self, service: str) -> None:
+        process, log = self.processes[service], self.logs[service]
+        wait_ready(Startup(service, process, self.urls[service], log))
 
     def stop(self) -> None:
         for process in self.processes.values():
