@@ -7,9 +7,9 @@ CloudEvents Kafka protocol binding, section 3.2.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -31,8 +31,13 @@ class InvalidMessage(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class CloudEvent:
+_NO_EXTENSIONS: Mapping[str, str] = MappingProxyType({})
+
+
+class CloudEvent(NamedTuple):
+    """An envelope (a tuple: one is read per consumed event, and a frozen dataclass's
+    `__init__` sets each of its eight fields through `object.__setattr__`)."""
+
     id: str
     type: str
     source: str
@@ -40,7 +45,7 @@ class CloudEvent:
     time: str | None = None
     subject: str | None = None
     traceparent: str | None = None
-    extensions: Mapping[str, str] = field(default_factory=dict)
+    extensions: Mapping[str, str] = _NO_EXTENSIONS
 
     def header_pairs(self) -> list[tuple[str, str]]:
         """The Kafka headers as text, in a fixed order."""
@@ -117,9 +122,6 @@ def encode(message: Contract, source: str, traceparent: str | None = None) -> Cl
         subject=subject,
         traceparent=traceparent,
     )
-
-
-_NO_EXTENSIONS: Mapping[str, str] = MappingProxyType({})
 
 
 def from_kafka(headers: Headers | None, value: bytes | None) -> CloudEvent:
