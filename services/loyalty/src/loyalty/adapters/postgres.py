@@ -68,6 +68,22 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::
 ORDER BY 1, 2
 ON CONFLICT DO NOTHING
 """
+# A batch of facts from a consumer or a replay: copied (binary COPY) into this session's
+# staging table, emptied at every commit, then inserted from there as above. asyncpg
+# checks every element of an array parameter with two abstract-class isinstance calls;
+# COPY encodes the rows without them (measured, 1000-row batches, loaded: 16.0 -> 6.7 us
+# of the service's CPU per row, for ~5 us more of the server's).
+COPY_FROM = 64
+_STAGE_FACTS = (
+    "CREATE TEMP TABLE IF NOT EXISTS facts_in (customer_id text, event_id text,"
+    " fact_type text, occurred_at timestamptz, payload text) ON COMMIT DELETE ROWS"
+)
+_INSERT_STAGED_FACTS = """
+INSERT INTO facts (customer_id, event_id, fact_type, occurred_at, payload)
+SELECT customer_id, event_id, fact_type, occurred_at, payload FROM facts_in
+ORDER BY 1, 2
+ON CONFLICT DO NOTHING
+"""
 # One statement, so one snapshot: the facts and the account stream's version are what
 # was committed at the same moment (a decision recorded in between cannot hide). The
 # facts: all, or (with `after`) only those after it; the settled count and checksum
@@ -121,25 +137,20 @@ def decode(fact_type: str, event_id: str, occurred_at: datetime, payload: str) -
     return fact
 
 
-def _columns(rows: Sequence[CustomerFact]) -> tuple[list[str], ...]:
-    """The INSERT's five arrays, in one pass. A policy's fact is shared by its holders'
-    rows, which come one after the other: encoded once."""
-    customers: list[str] = []
-    event_ids: list[str] = []
-    fact_types: list[str] = []
-    times: list[Any] = []
-    payloads: list[str] = []
+_Row = tuple[str, str, str, datetime, str]
+
+
+def _rows(facts: Sequence[CustomerFact]) -> list[_Row]:
+    """The rows to store: customer, event id, fact type, occurred_at, payload. A policy's
+    fact is shared by its holders' rows, which come one after the other: encoded once."""
+    rows: list[_Row] = []
     last: Fact | None = None
     payload = ""
-    for customer, fact in rows:
+    for customer, fact in facts:
         if fact is not last:
             last, payload = fact, _storable(fact)
-        customers.append(customer)
-        event_ids.append(fact.event_id)
-        fact_types.append(fact.__class__.__name__)
-        times.append(fact.occurred_at)
-        payloads.append(payload)
-    return customers, event_ids, fact_types, times, payloads
+        rows.append((customer, fact.event_id, fact.__class__.__name__, fact.occurred_at, payload))
+    return rows
 
 
 def _storable(fact: Fact) -> str:
@@ -156,7 +167,14 @@ class PostgresFacts:
     async def add(self, rows: Sequence[CustomerFact]) -> None:
         if not rows:
             return
-        await self._conn.execute(_INSERT_FACTS, *_columns(rows))
+        stored = _rows(rows)
+        if len(stored) < COPY_FROM:  # a decision's fact, a small batch: one round trip
+            columns = (list(column) for column in zip(*stored, strict=True))
+            await self._conn.execute(_INSERT_FACTS, *columns)
+            return
+        await self._conn.execute(_STAGE_FACTS)
+        await self._conn.copy_records_to_table("facts_in", records=stored)
+        await self._conn.execute(_INSERT_STAGED_FACTS)
 
     async def account(
         self, customer_id: str, after: datetime | None = None, settled_at: datetime | None = None
