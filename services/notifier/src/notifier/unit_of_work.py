@@ -7,7 +7,8 @@ plain Python objects for unit tests; both keep the same promises:
 - `deliveries.add` inserts only keys not stored yet (NT-4: one message per triggering
   event, recipient and channel) and logs `queued` for what was new, atomically;
 - `deliveries.claim_due` hands out each due row to one claimer only (PostgreSQL:
-  `FOR UPDATE SKIP LOCKED`); `rate_buckets.lock` serialises NT-6 decisions per bucket;
+  `FOR UPDATE SKIP LOCKED`) and, with `lock_buckets`, serialises NT-6 decisions per bucket
+  of the waiting rows it claimed, until the transaction ends;
 - `deliveries.record_results` writes a round of outcomes at once, each fenced on its
   attempt (status `sending`, attempts, replays): a late result of an attempt that was
   taken over changes nothing;
@@ -131,9 +132,13 @@ class DeliveryRepository(Protocol):
         """Insert what is not stored yet (and log it); returns the keys that were new."""
         ...
 
-    async def claim_due(self, now: datetime, limit: int) -> list[ClaimedRow]:
+    async def claim_due(
+        self, now: datetime, limit: int, *, lock_buckets: bool = False
+    ) -> list[ClaimedRow]:
         """Due or expired waiting deliveries and SENDING ones whose lease ran out, each to
-        one claimer only, until the transaction ends."""
+        one claimer only, until the transaction ends. With `lock_buckets`, the rate-limit
+        buckets of the claimed waiting deliveries are locked too (NT-6 decisions on them
+        serialise), so that `rate_buckets.send_times` read afterwards is not stale."""
         ...
 
     async def apply_steps(self, steps: Sequence[Step], now: datetime) -> None:
@@ -163,10 +168,6 @@ class DeliveryLogRepository(Protocol):
 
 class RateBucketRepository(Protocol):
     """NT-6: the past sends of rate-limit buckets."""
-
-    async def lock(self, buckets: Iterable[str]) -> None:
-        """Serialise rate-limit decisions per bucket until the transaction ends."""
-        ...
 
     async def send_times(
         self, buckets: Iterable[str], since: datetime

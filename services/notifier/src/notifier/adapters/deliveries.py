@@ -8,7 +8,8 @@ transaction, so the log never disagrees with the row.
 Concurrency (several instances):
 - a worker claims rows with `FOR UPDATE SKIP LOCKED` (two workers never claim the same
   row) and marks them SENDING with a lease in the same transaction;
-- rate-limit buckets are serialised with transaction-scoped advisory locks;
+- rate-limit buckets are serialised with transaction-scoped advisory locks, taken in a
+  fixed order (no deadlock between claims) by the statement that claims the rows;
 - results are written a round at a time, each fenced on (status = sending, attempts,
   replays): a worker whose lease ran out and whose delivery was taken over cannot
   overwrite the newer attempt;
@@ -99,7 +100,9 @@ class PostgresDeliveryLog:
         ]
 
 
-_INSERT_DELIVERIES = """
+# The rows that are new, their `queued` (or `dead`) log entry, and - when one is queued -
+# the NOTIFY that wakes the workers at commit: one statement.
+_INSERT_DELIVERIES = f"""
 WITH inserted AS (
     INSERT INTO deliveries (message_key, customer_id, kind, channel, event_id, event_type,
                             status, next_attempt_at, not_after, rate_bucket, message, rendered,
@@ -110,32 +113,60 @@ WITH inserted AS (
                 $12::jsonb[], $13::text[]) AS u(k, c, kd, ch, e, et, s, n, na, b, m, r, le)
     ON CONFLICT (message_key) DO NOTHING
     RETURNING message_key, status, last_error, created_at
+), logged AS (
+    INSERT INTO delivery_log (message_key, status, at, detail)
+    SELECT message_key, status, created_at, last_error FROM inserted
+    RETURNING message_key, status
+), notified AS (
+    SELECT count(pg_notify({_DUE_CHANNEL}, ''))
+    FROM (SELECT 1 FROM inserted WHERE status = 'queued' LIMIT 1) AS queued
 )
-INSERT INTO delivery_log (message_key, status, at, detail)
-SELECT message_key, status, created_at, last_error FROM inserted
-RETURNING message_key, status
-"""
+SELECT message_key, status FROM logged, notified
+"""  # noqa: S608 - constant text only
 
-_CLAIM_DUE = f"""
-SELECT {DELIVERY_COLUMNS}, message, rendered FROM deliveries
+_DUE = """
+FROM deliveries
 WHERE (status IN ('queued', 'failed') AND (next_attempt_at <= $1 OR not_after <= $1))
    OR (status = 'sending' AND lease_until <= $1)
 ORDER BY coalesce(next_attempt_at, lease_until), message_key
 LIMIT $2 FOR UPDATE SKIP LOCKED
-"""  # noqa: S608 - constant columns
+"""
+_CLAIM_DUE = f"SELECT {DELIVERY_COLUMNS}, message, rendered {_DUE}"
+# `_CLAIM_DUE` that also takes the rate-limit locks of the buckets of the waiting rows it
+# claimed (transaction-scoped advisory locks, in key order) - no round trip of their own.
+# `send_times` is read by the next statement: under READ COMMITTED it sees every send that
+# a claim holding one of these locks before committed.
+_CLAIM_DUE_LOCKING = f"""
+WITH claimed AS (SELECT {DELIVERY_COLUMNS}, message, rendered, rate_bucket {_DUE}), locked AS (
+    SELECT count(pg_advisory_xact_lock(h)) FROM (
+        SELECT hashtextextended(b, 7) AS h
+        FROM (SELECT DISTINCT rate_bucket AS b FROM claimed WHERE status <> 'sending') AS d
+        ORDER BY 1
+    ) AS s
+)
+SELECT {DELIVERY_COLUMNS}, message, rendered FROM claimed, locked
+ORDER BY coalesce(next_attempt_at, lease_until), message_key
+"""  # noqa: S608 - constant text only
 
+# The decided transitions of claimed rows and their log entries ($10: what the log says,
+# $11: when, $12: the detail), one statement.
 _APPLY_STEPS = """
-UPDATE deliveries AS d SET
-    status = u.status, attempts = u.attempts, next_attempt_at = u.next_attempt_at,
-    lease_until = u.lease_until, attempted_at = coalesce(u.attempted_at, d.attempted_at),
-    last_error = u.last_error, updated_at = u.updated_at,
-    rendered = CASE WHEN u.scrub THEN NULL ELSE d.rendered END,
-    message = CASE WHEN u.scrub THEN jsonb_set(d.message, '{context}', '{}') ELSE d.message END
-FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
-            $6::timestamptz[], $7::text[], $8::timestamptz[], $9::bool[])
-     AS u(message_key, status, attempts, next_attempt_at, lease_until, attempted_at,
-          last_error, updated_at, scrub)
-WHERE d.message_key = u.message_key
+WITH updated AS (
+    UPDATE deliveries AS d SET
+        status = u.status, attempts = u.attempts, next_attempt_at = u.next_attempt_at,
+        lease_until = u.lease_until, attempted_at = coalesce(u.attempted_at, d.attempted_at),
+        last_error = u.last_error, updated_at = u.updated_at,
+        rendered = CASE WHEN u.scrub THEN NULL ELSE d.rendered END,
+        message = CASE WHEN u.scrub THEN jsonb_set(d.message, '{context}', '{}') ELSE d.message END
+    FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[],
+                $6::timestamptz[], $7::text[], $8::timestamptz[], $9::bool[])
+         AS u(message_key, status, attempts, next_attempt_at, lease_until, attempted_at,
+              last_error, updated_at, scrub)
+    WHERE d.message_key = u.message_key
+)
+INSERT INTO delivery_log (message_key, status, at, attempt, detail)
+SELECT k, l, $11, a, dt
+FROM unnest($1::text[], $10::text[], $3::int[], $12::text[]) AS u(k, l, a, dt)
 """
 
 _RECORD_RESULTS = """
@@ -169,7 +200,8 @@ class PostgresDeliveries:
     async def add(
         self, new: Sequence[NewDelivery], now: datetime
     ) -> list[tuple[str, DeliveryStatus]]:
-        """One statement: the rows that are new and their `queued` (or `dead`) log entry."""
+        """One statement: the rows that are new, their `queued` (or `dead`) log entry, and
+        the workers' wake-up when one is queued."""
         if not new:
             return []
         rows = await self._conn.fetch(
@@ -189,14 +221,17 @@ class PostgresDeliveries:
             [n.delivery.last_error for n in new],
             now,
         )
-        added = [(row["message_key"], DeliveryStatus(row["status"])) for row in rows]
-        if any(status is DeliveryStatus.QUEUED for _, status in added):
-            await self._conn.execute(_NOTIFY_DUE)
-        return added
+        return [(row["message_key"], DeliveryStatus(row["status"])) for row in rows]
 
-    async def claim_due(self, now: datetime, limit: int) -> list[ClaimedRow]:
-        """`FOR UPDATE SKIP LOCKED`: rows another claim holds are skipped, not waited for."""
-        rows = await self._conn.fetch(_CLAIM_DUE, now, limit)
+    async def claim_due(
+        self, now: datetime, limit: int, *, lock_buckets: bool = False
+    ) -> list[ClaimedRow]:
+        """`FOR UPDATE SKIP LOCKED`: rows another claim holds are skipped, not waited for.
+        With `lock_buckets`, the same statement takes the rate-limit locks of the buckets
+        of the waiting rows it claimed."""
+        rows = await self._conn.fetch(
+            _CLAIM_DUE_LOCKING if lock_buckets else _CLAIM_DUE, now, limit
+        )
         return [
             ClaimedRow(
                 Claimed(delivery_of(row), OutgoingMessage.model_validate_json(row["message"])),
@@ -206,6 +241,7 @@ class PostgresDeliveries:
         ]
 
     async def apply_steps(self, steps: Sequence[Step], now: datetime) -> None:
+        """One statement: the transitions and their log entries."""
         if not steps:
             return
         afters = [s.after for s in steps]
@@ -220,9 +256,9 @@ class PostgresDeliveries:
             [d.last_error for d in afters],
             [d.updated_at for d in afters],
             [needs_scrub(s.message, s.after.status) for s in steps],
-        )
-        await self._log.append(
-            [LogEntry(s.after.message_key, s.log, now, s.after.attempts, s.detail) for s in steps]
+            [s.log for s in steps],
+            now,
+            [s.detail for s in steps],
         )
 
     async def record_results(self, results: Sequence[AttemptResult]) -> set[AttemptId]:
@@ -272,16 +308,6 @@ class PostgresDeliveries:
 class PostgresRateBuckets:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-
-    async def lock(self, buckets: Iterable[str]) -> None:
-        """Transaction-scoped advisory locks, in a fixed order (no deadlock between claims)."""
-        ordered = sorted(set(buckets))
-        if ordered:
-            await self._conn.execute(
-                "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(b, 7) AS h"
-                " FROM unnest($1::text[]) AS b ORDER BY 1) AS s",
-                ordered,
-            )
 
     async def send_times(
         self, buckets: Iterable[str], since: datetime

@@ -78,6 +78,8 @@ class InMemoryDeliveries:
     def __init__(self, log: InMemoryDeliveryLog) -> None:
         self.rows: dict[str, StoredDelivery] = {}
         self._log = log
+        #: The rate-limit buckets claims locked (one process: nothing to serialise).
+        self.locked_buckets: list[str] = []
 
     async def add(
         self, new: Sequence[NewDelivery], now: datetime
@@ -94,7 +96,9 @@ class InMemoryDeliveries:
             inserted.append((key, n.delivery.status))
         return inserted
 
-    async def claim_due(self, now: datetime, limit: int) -> list[ClaimedRow]:
+    async def claim_due(
+        self, now: datetime, limit: int, *, lock_buckets: bool = False
+    ) -> list[ClaimedRow]:
         def due(row: StoredDelivery) -> bool:
             d = row.delivery
             if d.status in (DeliveryStatus.QUEUED, DeliveryStatus.FAILED):
@@ -106,6 +110,11 @@ class InMemoryDeliveries:
             return (at is None, at or now, row.delivery.message_key)  # NULLS LAST, as SQL
 
         claimed = sorted((r for r in self.rows.values() if due(r)), key=order)[:limit]
+        if lock_buckets:
+            waiting = DeliveryStatus.QUEUED, DeliveryStatus.FAILED
+            self.locked_buckets += sorted(
+                {r.rate_bucket for r in claimed if r.delivery.status in waiting}
+            )
         return [ClaimedRow(Claimed(r.delivery, r.message), r.rendered) for r in claimed]
 
     async def apply_steps(self, steps: Sequence[Step], now: datetime) -> None:
@@ -179,10 +188,6 @@ class InMemoryDeliveries:
 class InMemoryRateBuckets:
     def __init__(self, deliveries: InMemoryDeliveries) -> None:
         self._deliveries = deliveries
-        self.locked: list[str] = []
-
-    async def lock(self, buckets: Iterable[str]) -> None:
-        self.locked.extend(sorted(set(buckets)))
 
     async def send_times(
         self, buckets: Iterable[str], since: datetime

@@ -3,10 +3,12 @@
 An attempt spans two transactions with the provider call between them, never inside one:
 
 1. `claim` (one transaction): claim up to `limit` due deliveries (`claim_due`: each row to
-   one claimer), and decide each with `domain/dispatch.py`: a lease that ran out is a
+   one claimer, and the rate-limit buckets of what it claimed locked in the same
+   statement), and decide each with `domain/dispatch.py`: a lease that ran out is a
    failed attempt with `outcome_unknown`; past `not_after` -> expired; NT-6 rate limit ->
    deferred or suppressed (the buckets locked while deciding); otherwise SENDING with a
-   lease. Committed before any provider is called.
+   lease. Committed before any provider is called: BEGIN, claim, the buckets' send times,
+   the transitions with their log entries, COMMIT.
 2. `send` (no transaction): the channel sends; the outcome is decided by the state machine
    (sent, failed with the next attempt, dead, expired).
 3. `record_all` (one transaction, right after the providers answered): the outcomes that
@@ -109,7 +111,9 @@ class Dispatch:
         """NT-4/NT-6: claim and decide; what is returned as attempts is SENDING with a
         lease once the transaction commits."""
         now = self.clock.now()
-        rows = await uow.deliveries.claim_due(now, command.limit)
+        # With rate limits, the claim also locks the buckets of the waiting rows it claimed.
+        limited = self.limits is not None
+        rows = await uow.deliveries.claim_due(now, command.limit, lock_buckets=limited)
         if not rows:
             return Claim([], [])
         claimed = [row.claimed for row in rows]
@@ -121,7 +125,6 @@ class Dispatch:
                 for c in claimed
                 if c.delivery.status is not DeliveryStatus.SENDING
             }
-            await uow.rate_buckets.lock(buckets)
             since = now - longest_window(self.limits)
             history = await uow.rate_buckets.send_times(buckets, since)
         steps = start_attempts(
