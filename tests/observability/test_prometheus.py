@@ -152,6 +152,9 @@ def targets(base: str) -> list[dict[str, Any]]:
     return list(answer["data"]["activeTargets"])
 
 
+# The waits are hang guards: on a loaded machine Prometheus' scrapes and rule evaluations
+# (every second here) fall behind - an alert once took more than 90 s.
+@pytest.mark.timeout(900)
 def test_ops2_prometheus_scrapes_a_service_and_alerts_on_a_stuck_consumer(
     prometheus: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -176,7 +179,7 @@ def test_ops2_prometheus_scrapes_a_service_and_alerts_on_a_stuck_consumer(
                 if t["labels"].get("service") == "loyalty" and t["health"] == "up"
             ]  # fmt: skip
 
-        (loyalty,) = eventually(service_up, within=60)
+        (loyalty,) = eventually(service_up, within=240)
         assert loyalty["scrapeUrl"] == f"http://127.0.0.1:{loyalty_port}/metrics"
 
         def lag_alert_firing() -> list[dict[str, Any]]:
@@ -187,7 +190,7 @@ def test_ops2_prometheus_scrapes_a_service_and_alerts_on_a_stuck_consumer(
                 and a["labels"].get("group") == group and a["state"] == "firing"
             ]  # fmt: skip
 
-        (firing,) = eventually(lag_alert_firing, within=90, every=0.5)
+        (firing,) = eventually(lag_alert_firing, within=360, every=0.5)
         assert float(firing["value"]) > 0
         assert firing["labels"]["severity"] == "warning"
 
@@ -321,7 +324,7 @@ def test_ops2_prometheus_scrapes_every_service_that_make_run_starts(
             return {} if waiting or not all(h == "up" for h in seen.values()) else dict(seen)
 
         try:
-            health = eventually(all_scraped, within=90, every=0.5)
+            health = eventually(all_scraped, within=240, every=0.5)
         except AssertionError as late:
             raise AssertionError(f"not every service up: {seen}") from late
         assert set(health) == set(names)
@@ -336,7 +339,7 @@ def test_ops2_prometheus_scrapes_every_service_that_make_run_starts(
             reporting = {s["metric"]["service"] for s in series}
             return reporting if STREAMING & set(names) <= reporting else set()
 
-        reporting = eventually(lag_reported, within=90, every=1)
+        reporting = eventually(lag_reported, within=240, every=1)
         assert reporting == STREAMING & set(names)
 
         # Claims by status (every status set) and the loyalty points' movements exist.
