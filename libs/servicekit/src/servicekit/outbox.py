@@ -102,6 +102,11 @@ def relay_lock_key(schema: str) -> int:
     return zlib.crc32(f"outbox-relay:{schema}".encode())
 
 
+# Connections the leading relay keeps while it drains: its advisory lock, a round's read,
+# the marking of acknowledged rounds.
+RELAY_CONNECTIONS = 3
+
+
 class OutboxRelay:
     def __init__(
         self,

@@ -30,7 +30,7 @@ from servicekit.eventstore import EventStore
 from servicekit.http import create_app
 from servicekit.lag import lag_loop
 from servicekit.logging import configure_logging, get_logger
-from servicekit.outbox import OutboxRelay, relay_lock_key
+from servicekit.outbox import RELAY_CONNECTIONS, OutboxRelay, relay_lock_key
 from servicekit.permissions import SystemPermissions
 from servicekit.postgres import postgres_transactions
 from servicekit.runner import Loop, serve
@@ -84,6 +84,10 @@ class Runtime:
     def event_loops(self, stream: EventStream[Any], *, relay: bool = True) -> list[Loop]:
         """A service's event side: the outbox relay (unless the service publishes no events
         of its own), the stream's subscribers and their consumer lag."""
+        check_pool_size(
+            self.settings.database_pool_max,
+            len(stream.consumers) + (RELAY_CONNECTIONS if relay else 0),
+        )
         loops = [self.stream_loop(stream), self.lag_loop(stream)]
         return [self.outbox_loop(stream), *loops] if relay else loops
 
@@ -209,6 +213,21 @@ async def serve_service(service: S, http_app: Callable[[S], FastAPI]) -> None:
         await serve(app, settings.http_host, settings.http_port, service.loops())
     finally:
         await service.close()
+
+
+class PoolTooSmallError(ValueError):
+    """The database pool cannot hold what the event side keeps plus one request."""
+
+
+def check_pool_size(pool_max: int, kept: int) -> None:
+    """The relay and every subscriber keep connections (the relay waits forever for a third
+    one it never gets): the pool needs those plus one for the HTTP side, or the service
+    would hang, not fail - refuse to start instead."""
+    if pool_max < kept + 1:
+        raise PoolTooSmallError(
+            f"PORTAL_DATABASE_POOL_MAX is {pool_max}; this service keeps {kept} connections "
+            f"(outbox relay and stream subscribers) and needs at least {kept + 1}"
+        )
 
 
 def _prefixed_topic(prefix: str, message: Contract) -> str:
