@@ -29,7 +29,7 @@ from servicekit.auth import (
 from servicekit.clock import FixedClock
 from servicekit.db import drop_schema
 from servicekit.kafka import reliable_producer
-from servicekit.testing import publish, required_env, served, unique, until
+from servicekit.testing import HANG_GUARD_SECONDS, publish, required_env, served, unique, until
 
 PRIVATE, JWKS = generate_signing_key("contracts-test")
 SECRETS = {"policy-admin": "pa-secret", "collections": "co-secret", "operators": "op-secret"}
@@ -63,7 +63,7 @@ class Running:
         """The same service's API over real HTTP on a free port; yields its base URL."""
         return served(create_app(self.service))
 
-    async def until(self, check: Any, within: float = 30.0) -> Any:
+    async def until(self, check: Any, within: float = HANG_GUARD_SECONDS) -> Any:
         return await until(check, within)
 
 

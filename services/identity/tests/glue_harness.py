@@ -34,7 +34,7 @@ from identity.entrypoints.stream import subscribe as subscribe_identity
 from identity_world import PASSWORD
 from servicekit.auth import ServiceCredentials, basic_authorization
 from servicekit.db import drop_schema
-from servicekit.testing import read_topic, required_env, served, unique
+from servicekit.testing import HANG_GUARD_SECONDS, read_topic, required_env, served, unique
 from servicekit.testing import until as wait_until
 
 POLICY_ADMIN_SECRET = "pa-glue-secret"
@@ -69,7 +69,7 @@ class Glue:
         return [m for m in found if isinstance(m, kind)]
 
 
-async def until(check: Any, within: float = 45.0) -> Any:
+async def until(check: Any, within: float = HANG_GUARD_SECONDS) -> Any:
     return await wait_until(check, within, every=0.2)
 
 

@@ -87,7 +87,15 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     return None
 
 
-async def until(check: Callable[[], Awaitable[T]], within: float = 30.0, every: float = 0.1) -> T:
+#: How long a test waits for a condition before it fails instead of hanging: a hang guard,
+#: never a claim about speed - on a loaded two-core machine a consumer or a started process
+#: can take far longer than on a quiet one (30 s ran out in soak runs).
+HANG_GUARD_SECONDS = 120.0
+
+
+async def until(
+    check: Callable[[], Awaitable[T]], within: float = HANG_GUARD_SECONDS, every: float = 0.1
+) -> T:
     """Awaits `check()` until it returns something truthy, and returns that; a test fails
     (never hangs) when it does not within `within` seconds."""
     deadline = asyncio.get_running_loop().time() + within

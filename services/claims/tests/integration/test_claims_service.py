@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -43,7 +43,7 @@ from servicekit.auth import (
 from servicekit.clock import FixedClock
 from servicekit.db import drop_schema
 from servicekit.kafka import ensure_topics, reliable_producer
-from servicekit.testing import publish, read_topic, required_env, unique
+from servicekit.testing import publish, read_topic, required_env, unique, until
 
 pytestmark = pytest.mark.integration
 
@@ -116,17 +116,6 @@ async def claims_service(max_upload_bytes: int = 1024 * 1024) -> AsyncIterator[R
         await asyncio.gather(*tasks, return_exceptions=True)
         await service.close()
         await drop_schema(settings.database_url.get_secret_value(), settings.schema_name)
-
-
-async def until(check: Callable[[], Awaitable[T]], within: float = 30.0) -> T:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {within}s: {result!r}")
-        await asyncio.sleep(0.1)
 
 
 async def with_policies(running: Running, *policies: Any) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +33,7 @@ from servicekit.auth import (
 )
 from servicekit.db import drop_schema
 from servicekit.kafka import reliable_producer
-from servicekit.testing import publish, read_topic, required_env, unique
+from servicekit.testing import publish, read_topic, required_env, unique, until
 
 pytestmark = pytest.mark.integration
 
@@ -94,17 +94,6 @@ def bearer(customer_id: str, second_factor: bool = False) -> dict[str, str]:
     expires = datetime.now(UTC) + timedelta(hours=1)
     token = mint_token(PRIVATE_KEY, customer_id, "portal", expires, methods=methods)
     return {"Authorization": f"Bearer {token}"}
-
-
-async def until(check: Callable[[], Awaitable[Any]], within: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {within}s: {result!r}")
-        await asyncio.sleep(0.1)
 
 
 async def deliver(http: httpx.AsyncClient, **kwargs: Any) -> dict[str, Any]:

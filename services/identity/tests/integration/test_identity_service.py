@@ -33,7 +33,7 @@ from servicekit.auth import ServiceCredentials, basic_authorization
 from servicekit.clock import Clock, FixedClock
 from servicekit.db import drop_schema
 from servicekit.kafka import reliable_producer
-from servicekit.testing import publish, read_topic, required_env, unique
+from servicekit.testing import publish, read_topic, required_env, unique, until
 
 pytestmark = pytest.mark.integration
 
@@ -65,17 +65,6 @@ async def identity_service(
         await asyncio.gather(*tasks, return_exceptions=True)
         await service.close()
         await drop_schema(settings.database_url.get_secret_value(), settings.schema_name)
-
-
-async def until(check: Any, within: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {within}s: {result!r}")
-        await asyncio.sleep(0.1)
 
 
 async def code_events(prefix: str, kind: type[ev.CodeEvent], at_least: int) -> list[Any]:
