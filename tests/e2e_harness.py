@@ -44,6 +44,7 @@ from pypdf import PdfReader
 from readiness import Startup, wait_ready
 from service_environment import Process, Run, environment, fresh_secrets
 from servicekit.auth import basic_authorization, generate_signing_key, mint_token
+from servicekit.testing import HANG_GUARD_SECONDS
 
 BIN = Path(sys.executable).parent
 SYSTEMS = {
@@ -290,7 +291,7 @@ def _wait_ready(platform: Platform, service: str) -> None:
     wait_ready(Startup(service, process, platform.urls[service], log))
 
 
-def eventually(check: Any, within: float = 60.0, every: float = 0.25) -> Any:
+def eventually(check: Any, within: float = HANG_GUARD_SECONDS, every: float = 0.25) -> Any:
     """Poll `check()` until it returns a truthy value; return it."""
     deadline = time.monotonic() + within
     last: Any = None
@@ -302,7 +303,9 @@ def eventually(check: Any, within: float = 60.0, every: float = 0.25) -> Any:
     raise AssertionError(f"not reached within {within}s; last value: {last!r}")
 
 
-async def eventually_async(check: Any, within: float = 60.0, every: float = 0.25) -> Any:
+async def eventually_async(
+    check: Any, within: float = HANG_GUARD_SECONDS, every: float = 0.25
+) -> Any:
     """`eventually` for a coroutine function `check`."""
     deadline = time.monotonic() + within
     last: Any = None
@@ -363,7 +366,7 @@ class Customer:
         return str(self.person.customer_id)
 
 
-def letter_code(platform: Platform, recipient: str, within: float = 60.0) -> str:
+def letter_code(platform: Platform, recipient: str, within: float = HANG_GUARD_SECONDS) -> str:
     """The activation code printed in the newest letter to `recipient` (ID-3)."""
     letters = eventually(lambda: platform.letters(recipient), within=within)
     manifest, text = letters[-1]
@@ -371,7 +374,7 @@ def letter_code(platform: Platform, recipient: str, within: float = 60.0) -> str
     return code_in(text)
 
 
-def mail_code(platform: Platform, email: str, within: float = 60.0) -> str:
+def mail_code(platform: Platform, email: str, within: float = HANG_GUARD_SECONDS) -> str:
     """The e-mail verification code in the newest verification mail to `email`."""
 
     def codes() -> list[str]:
@@ -388,7 +391,7 @@ def sms_codes(platform: Platform, mobile: str, marker: str) -> list[str]:
 
 def next_sms_code(platform: Platform, mobile: str, marker: str, seen: int) -> str:
     """The code of the first SMS with `marker` after the `seen` ones already read."""
-    return str(eventually(lambda: sms_codes(platform, mobile, marker)[seen:], within=60)[0])
+    return str(eventually(lambda: sms_codes(platform, mobile, marker)[seen:])[0])
 
 
 def log_in(platform: Platform, username: str, password: str) -> dict[str, Any]:

@@ -198,7 +198,7 @@ def test_ops1_operator_replays_a_fixed_poison_message_once_and_customers_are_ref
     # The cause is fixed: the policy is issued; contracts records it.
     issued = policy_issued(number, (holder,), date(2026, 3, 1), datetime(2026, 3, 1, tzinfo=UTC))
     _publish(platform.prefix, "/policy-admin", issued)
-    eventually(lambda: _events_of(platform.prefix, "PolicyIssued.v1", 1), within=60)
+    eventually(lambda: _events_of(platform.prefix, "PolicyIssued.v1", 1))
 
     page.get_by_role("link", name="Dead Letters").click()
     page.get_by_role("link", name=re.compile(re.escape(dlq))).click()
@@ -208,13 +208,13 @@ def test_ops1_operator_replays_a_fixed_poison_message_once_and_customers_are_ref
     page.get_by_role("button", name="Erneut einspielen").click()
     expect(page.get_by_test_id("replay-results")).to_contain_text("replayed")
 
-    eventually(lambda: _events_of(platform.prefix, "PremiumPaid.v1", 2), within=60)
+    eventually(lambda: _events_of(platform.prefix, "PremiumPaid.v1", 2))
     # Replayed a second time (an operator's double click): the inbox absorbs it.
     ref = httpx.get(f"{console}/console/api/dead-letters", headers=bearer, timeout=30).json()[0]
     again = httpx.post(f"{console}/console/api/dead-letters/replay", headers=bearer,
                        json={"refs": [ref["ref"]]}, timeout=30)  # fmt: skip
     assert again.json()[0]["ok"] is True
-    eventually(lambda: _consumed(platform, bearer), within=60)
+    eventually(lambda: _consumed(platform, bearer))
     assert _stored_payments(platform, paid.payment_id) == 1
 
     page.get_by_role("link", name="Kundenhistorie").click()
