@@ -6,21 +6,18 @@ offset commit), against a raw aiokafka consumer of the same fetch settings
 
 3: a trivial projection handler, one row per event in one multi-row INSERT per batch.
 4: the loyalty service's own handler, `Loyalty.record_facts`, on its PostgreSQL unit of
-   work, into a schema migrated with services/loyalty/migrations; then once more with the
-   collector's first-generation threshold raised (`GC_THRESHOLD`), the proposal for
-   service processes (servicekit.runtime.serve_service freezes the start-up heap only).
+   work, into a schema migrated with services/loyalty/migrations.
 
 Every run uses a fresh consumer group reading from the earliest offset until it has N
 records; the timer starts once the group assigned the partitions (joining is not timed).
-The timed runs, raw and subject alike, are on a frozen heap, as in a service process.
+The timed runs, raw and subject alike, are on a frozen heap with the collector's threshold
+of a service process (`frozen_heap`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -212,31 +209,7 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
             raise BenchFailure(f"facts has {stored} rows, expected {WARM + events}")
         rows.append(_row("4 loyalty fold", "EventStream + Loyalty.record_facts", events,
                          timed, raw, LOYALTY_AIM, projection))  # fmt: skip
-        # The proposal for serve_service (issue 12): a higher first-generation threshold
-        # next to gc.freeze(). Same topic, fresh group, emptied tables, same raw figure.
-        await pool.execute("TRUNCATE facts, inbox")
-        with frozen_heap(), fewer_collections():
-            timed = await fold(bootstrap, pool, loyalty_uow, topic, events, loyalty.record_facts)
-        stored = await count_rows(pool, "facts")
-        if stored != events:
-            raise BenchFailure(f"facts has {stored} rows, expected {events}")
-        name = f"the same, collector threshold {GC_THRESHOLD:,} (proposal)"
-        rows.append(_row("4 loyalty fold", name, events, timed, raw, LOYALTY_AIM, projection))
     return rows
-
-
-#: The first-generation threshold proposed for service processes (Python's default: 700).
-GC_THRESHOLD = 50_000
-
-
-@contextlib.contextmanager
-def fewer_collections() -> Iterator[None]:
-    before = gc.get_threshold()
-    gc.set_threshold(GC_THRESHOLD, *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def _row(

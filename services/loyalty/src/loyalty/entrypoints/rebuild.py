@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import InvalidMessage, decode, from_kafka
 from servicekit.kafka import topic_partitions, topic_reader
+from servicekit.runtime import SERVICE_GC_THRESHOLD
 from servicekit.stream import Record
 from servicekit.unit_of_work import Transactions
 
@@ -47,8 +48,8 @@ async def rebuild_facts(
         return await _replay(transactions, loyalty, bootstrap, topics, progress, batch, in_flight)
 
 
-#: The collector's first-generation threshold while replaying (Python's default: 700).
-REPLAY_GC_THRESHOLD = 50_000
+#: The collector's first-generation threshold while replaying: a service's (Python's: 700).
+REPLAY_GC_THRESHOLD = SERVICE_GC_THRESHOLD
 
 
 @contextmanager
