@@ -12,7 +12,7 @@ from notifier.adapters.email_smtp import SmtpEmailChannel, SmtpSecurity
 from notifier.domain.contacts import apply
 from notifier.domain.delivery import DeliveryStatus, begin_attempt, queued, record_sent
 from notifier.domain.plan import plan_messages, withheld_values
-from notifier_servers import settings_for
+from notifier_servers import running_smtp, settings_for
 from servicekit.clock import FixedClock
 
 
@@ -94,6 +94,23 @@ async def test_nt4_an_unreachable_smtp_server_is_retryable(ev, renderer, closed_
 
     with pytest.raises(RetryableSendError, match="smtp transport"):
         await channel.send(message, renderer.render(message))
+
+
+async def test_nt4_an_answer_lost_in_the_mail_transaction_is_recorded_as_outcome_unknown(
+    ev, renderer
+):
+    """The server may have accepted what it never answered: the attempt says so in the
+    delivery log (README, "The crash window"), as an expired lease does."""
+    (message,) = plan_messages(ev.claim_status(), apply(None, ev.registered()))
+    async with running_smtp(rcpt_delay=30.0) as slow:
+        settings = settings_for(slow.port, timeout=0.5)
+        channel = SmtpEmailChannel(settings, clock=FixedClock(ev.now))
+        try:
+            with pytest.raises(RetryableSendError) as lost:
+                await channel.send(message, renderer.render(message))
+        finally:
+            await channel.close()
+    assert lost.value.reason.startswith("outcome_unknown: smtp answer lost (")
 
 
 async def test_nt1_starttls_with_auth_delivers_over_an_encrypted_authenticated_session(

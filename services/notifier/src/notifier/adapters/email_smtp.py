@@ -18,7 +18,9 @@
 Error classification (see `channel.py`):
 - retryable: connection errors, timeouts, disconnects, 4xx replies, and failures of the
   server/account rather than of this message (HELO, AUTH, MAIL FROM refused, STARTTLS not
-  offered), so a fixed configuration sends the backlog;
+  offered), so a fixed configuration sends the backlog. A timeout or disconnect once the
+  mail transaction began is an answer lost: the server may have accepted the message, so
+  the attempt is recorded `outcome_unknown: ...` (README, "The crash window");
 - permanent: a 5xx reply to the recipient (RCPT TO) or the content (DATA).
 """
 
@@ -43,6 +45,7 @@ from servicekit.clock import Clock, SystemClock
 from notifier.adapters.channel import PermanentSendError, RetryableSendError, refuse_if_expired
 from notifier.adapters.render import guard_rendered
 from notifier.adapters.smtp_pool import Session, SessionPoolClosed, SmtpEndpoint, SmtpSessionPool
+from notifier.domain.delivery import OUTCOME_UNKNOWN
 from notifier.domain.messages import ChannelKind, OutgoingMessage, RenderedMessage
 
 log = structlog.get_logger(__name__)
@@ -225,11 +228,12 @@ class SmtpEmailChannel:
         wire: bytes | EmailMessage | None = email_bytes(message, rendered, self.settings, date=now)
         if wire is None:
             wire = _stdlib_email(message, rendered, self.settings, date=now)
+        attempt = _Attempt()
         try:
             # Waiting for a session and connecting share one timeout, the exchange has
             # another: within the lease rule (more than twice the channel timeout).
             async with asyncio.timeout(2 * self.settings.timeout):
-                response = await self._deliver(message.recipient, wire)
+                response = await self._deliver(message.recipient, wire, attempt)
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [r.code for r in error.recipients]
             reason = f"smtp recipient refused: {','.join(map(str, codes))}"
@@ -239,6 +243,9 @@ class SmtpEmailChannel:
         except aiosmtplib.SMTPResponseException as error:
             raise _classify_response(error) from error
         except (aiosmtplib.SMTPException, SessionPoolClosed, TimeoutError, OSError) as error:
+            if attempt.began and isinstance(error, ANSWER_LOST):
+                raise RetryableSendError(f"{OUTCOME_UNKNOWN}: smtp answer lost "
+                                         f"({type(error).__name__})") from error  # fmt: skip
             raise RetryableSendError(f"smtp transport: {type(error).__name__}") from error
         log.info(
             "email_sent",
@@ -252,18 +259,21 @@ class SmtpEmailChannel:
         """Quit the pooled sessions (service shutdown)."""
         await self.pool.close()
 
-    async def _deliver(self, recipient: str, wire: bytes | EmailMessage) -> str:
+    async def _deliver(self, recipient: str, wire: bytes | EmailMessage, attempt: _Attempt) -> str:
         async with self.pool.session() as session:
             try:
-                return await self._exchange(session, recipient, wire)
+                return await self._exchange(session, recipient, wire, attempt)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                 if not session.reused:
                     raise
                 # The relay dropped the idle session: once more on a fresh one.
                 await self.pool.reopen(session)
-                return await self._exchange(session, recipient, wire)
+                return await self._exchange(session, recipient, wire, attempt)
 
-    async def _exchange(self, session: Session, recipient: str, wire: bytes | EmailMessage) -> str:
+    async def _exchange(
+        self, session: Session, recipient: str, wire: bytes | EmailMessage, attempt: _Attempt
+    ) -> str:
+        attempt.began = True
         session.messages += 1
         sender = self.settings.from_address
         if isinstance(wire, bytes):
@@ -273,6 +283,18 @@ class SmtpEmailChannel:
                 wire, sender=sender, recipients=[recipient]
             )
         return response
+
+
+#: Errors that, once the mail transaction began, leave its outcome unknown.
+ANSWER_LOST = (TimeoutError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected,
+               ConnectionError)  # fmt: skip
+
+
+@dataclass
+class _Attempt:
+    """One send: whether its mail transaction began (a session was had, MAIL FROM sent)."""
+
+    began: bool = False
 
 
 def _classify_response(

@@ -37,6 +37,11 @@ from enum import StrEnum
 from notifier.domain.messages import OutgoingMessage
 from notifier.domain.ratelimit import OverLimit, RateDecision
 
+#: The delivery log's word for an attempt whose outcome nobody knows: its lease ran out, or
+#: the provider's answer was lost (the detail goes on after a colon). The message may have
+#: arrived; it is sent again with the same key.
+OUTCOME_UNKNOWN = "outcome_unknown"
+
 
 class DeliveryStatus(StrEnum):
     QUEUED = "queued"
@@ -243,7 +248,7 @@ def recover_stale(
     _require(delivery, {DeliveryStatus.SENDING}, "recover")
     if delivery.lease_until is not None and now < delivery.lease_until:
         return delivery
-    return record_failure(delivery, "outcome_unknown", now, random, policy)
+    return record_failure(delivery, OUTCOME_UNKNOWN, now, random, policy)
 
 
 def replay(delivery: Delivery, now: datetime) -> Delivery:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from notifier.domain.delivery import (
+    OUTCOME_UNKNOWN,
     Delivery,
     DeliveryStatus,
     RandomSource,
@@ -80,7 +81,7 @@ def start_attempts(
         if before.status is DeliveryStatus.SENDING:
             after = recover_stale(before, now, random, policy)
             if after is not before:
-                steps.append(Step(before, after, message, after.status.value, "outcome_unknown"))
+                steps.append(Step(before, after, message, after.status.value, OUTCOME_UNKNOWN))
             continue
         bucket = bucket_of(message)
         rate = None
