@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -45,11 +44,12 @@ from notifier.config import NotifierSettings
 from notifier.domain.messages import ChannelKind, message_key, normalize_email
 from notifier.entrypoints.api import create_app
 from notifier.entrypoints.cli import prepare_to_serve
+from readiness import Startup, wait_ready_async
 from servicekit.auth import ServiceCredentials, basic_authorization
 from servicekit.clock import Clock
 from servicekit.db import drop_schema
 from servicekit.kafka import reliable_producer
-from servicekit.testing import publish, required_env, unique
+from servicekit.testing import HANG_GUARD_SECONDS, publish, required_env, unique
 
 _JOINED = re.compile(r"Joined group '[^']+' \(generation (\d+)\)")
 OPERATOR_SECRET = "notifier-operator-secret"
@@ -79,7 +79,7 @@ def platform() -> tuple[str, str]:
     return required_env("PORTAL_DATABASE_URL"), required_env("PORTAL_KAFKA_BOOTSTRAP")
 
 
-async def until(check: Callable[[], Awaitable[T]], within: float = 30.0) -> T:
+async def until(check: Callable[[], Awaitable[T]], within: float = HANG_GUARD_SECONDS) -> T:
     """Poll `check` until it returns something truthy; return that."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
@@ -397,20 +397,9 @@ class NotifierProcess:
                 stderr=subprocess.STDOUT,
             )
 
-    async def ready(self, within: float = 60.0) -> None:
+    async def ready(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(base_url=self.url, timeout=1.0) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"notifier exited:\n{self.tail()}")
-                try:
-                    if (await client.get("/health/ready")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"notifier not ready:\n{self.tail()}")
+        await wait_ready_async(Startup("notifier", self.process, self.url, self.log_path))
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, nothing is flushed or committed."""
