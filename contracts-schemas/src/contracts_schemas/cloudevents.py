@@ -85,21 +85,38 @@ def kafka_headers(
     subject: str | None = None,
     traceparent: str | None = None,
 ) -> list[tuple[str, bytes]]:
-    """The Kafka headers of an envelope without extensions, in `header_pairs`' order,
-    built straight as bytes: the outbox relay makes them once per published event."""
+    """The Kafka headers of an envelope without extensions, in `header_pairs`' order."""
+    return kafka_headers_of_bytes(
+        id.encode(), type.encode(), source.encode(),
+        None if time is None else time.encode(),
+        None if subject is None else subject.encode(),
+        None if traceparent is None else traceparent.encode(),
+    )  # fmt: skip
+
+
+def kafka_headers_of_bytes(
+    id: bytes,
+    type: bytes,
+    source: bytes,
+    time: bytes | None,
+    subject: bytes | None,
+    traceparent: bytes | None,
+) -> list[tuple[str, bytes]]:
+    """`kafka_headers` from values already encoded: the outbox relay reads them as bytes
+    and builds these once per published event, decoding nothing."""
     headers = [
         _SPEC_VERSION_HEADER,
-        ("ce_id", id.encode()),
-        ("ce_type", type.encode()),
-        ("ce_source", source.encode()),
+        ("ce_id", id),
+        ("ce_type", type),
+        ("ce_source", source),
         _CONTENT_TYPE_HEADER,
     ]
     if time is not None:
-        headers.append(("ce_time", time.encode()))
+        headers.append(("ce_time", time))
     if subject is not None:
-        headers.append(("ce_subject", subject.encode()))
+        headers.append(("ce_subject", subject))
     if traceparent is not None:
-        headers.append((TRACEPARENT, traceparent.encode()))
+        headers.append((TRACEPARENT, traceparent))
     return headers
 
 

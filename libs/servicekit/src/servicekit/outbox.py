@@ -32,10 +32,10 @@ from typing import Any
 
 import asyncpg
 from aiokafka.errors import KafkaError
-from contracts_schemas.cloudevents import CONTENT_TYPE, SPEC_VERSION, TRACEPARENT
+from contracts_schemas.cloudevents import kafka_headers_of_bytes
 
 from servicekit.db import Connection
-from servicekit.kafka import Headers, OutgoingRecord
+from servicekit.kafka import OutgoingRecord
 from servicekit.logging import get_logger
 from servicekit.metrics import (
     OUTBOX_BACKLOG,
@@ -397,10 +397,6 @@ def _retrieved(acks: asyncio.Future[Any]) -> None:
         acks.exception()
 
 
-_SPEC_VERSION = ("ce_specversion", SPEC_VERSION.encode())
-_CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
-
-
 def _record(
     _id: int,
     topic: str,
@@ -422,18 +418,7 @@ def _record(
         assert payload is not None
         whole = [(name, value.encode()) for name, value in json.loads(headers)]
         return OutgoingRecord(topic, key, bytes(payload), whole)
-    envelope: Headers = [
-        _SPEC_VERSION,
-        ("ce_id", event_id),
-        ("ce_type", event_type),
-        ("ce_source", source),
-        _CONTENT_TYPE,
-        ("ce_time", time),
-    ]
-    if subject is not None:
-        envelope.append(("ce_subject", subject))
-    if traceparent is not None:
-        envelope.append((TRACEPARENT, traceparent))
+    envelope = kafka_headers_of_bytes(event_id, event_type, source, time, subject, traceparent)
     return OutgoingRecord(topic, key, body, envelope)
 
 
