@@ -184,9 +184,11 @@ async def _points(stores: Stores, ledger: Ledger) -> Check:
     monthly run are folded from these facts: once each)."""
     wanted = [(pid, holder) for pid, (_, holder) in ledger.payments.items()
               if holder in ledger.enrolled]  # fmt: skip
+    # facts.payload is text (loyalty's migration 0003): read as jsonb here.
     found = await stores.counts("loyalty", """
-        SELECT payload->>'payment_id' || '/' || customer_id, count(*) FROM {schema}.facts
-        WHERE payload->>'payment_id' = ANY($1) GROUP BY 1""", [p for p, _ in wanted])  # fmt: skip
+        SELECT payload::jsonb->>'payment_id' || '/' || customer_id, count(*) FROM {schema}.facts
+        WHERE payload::jsonb->>'payment_id' = ANY($1) GROUP BY 1""",
+        [p for p, _ in wanted])  # fmt: skip
     return _exactly_once("LOY-2", "payments in each enrolled holder's ledger once",
                          [f"{p}/{h}" for p, h in wanted], found)  # fmt: skip
 
