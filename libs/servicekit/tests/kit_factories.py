@@ -1,12 +1,19 @@
-"""Test data for the common library's tests."""
+"""Test data and test doubles for the common library's tests."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from contracts_schemas.common import ProductLine
 from contracts_schemas.contracts import PremiumPaid
+from servicekit.memory import memory_transactions
+from servicekit.unit_of_work import Conflict, Transactions
+
+U = TypeVar("U")
 
 
 def premium_paid(
@@ -25,3 +32,21 @@ def premium_paid(
         amount_cents=amount_cents,
         policyholder_ids=(customer,),
     )
+
+
+def conflicting_once_at_commit(uow: U) -> Transactions[U]:
+    """In-memory transactions over `uow` whose first commit fails with a serialization
+    conflict (rolling the state back); later ones commit."""
+    inner = memory_transactions(uow)
+    commits = 0
+
+    @asynccontextmanager
+    async def begin() -> AsyncIterator[U]:
+        nonlocal commits
+        async with inner.begin() as begun:
+            yield begun
+            commits += 1
+            if commits == 1:
+                raise Conflict("could not serialize access")
+
+    return Transactions(begin)

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from kit_factories import conflicting_once_at_commit
 from servicekit.memory import InMemoryUnitOfWork, memory_transactions
-from servicekit.unit_of_work import AfterCommit, Conflict, Transactions
+from servicekit.unit_of_work import AfterCommit, Transactions
 
 
 class Hooked(InMemoryUnitOfWork):
@@ -61,18 +62,6 @@ async def test_callbacks_of_work_that_raised_are_dropped_unrun() -> None:
 
 async def test_callbacks_of_a_transaction_whose_commit_failed_are_dropped_unrun() -> None:
     uow, ran = Hooked(), list[int]()
-    inner = memory_transactions(uow)
-    commits = 0
-
-    @asynccontextmanager
-    async def conflicting_once_at_commit() -> AsyncIterator[Hooked]:
-        nonlocal commits
-        async with inner.begin() as begun:
-            yield begun
-            commits += 1
-            if commits == 1:
-                raise Conflict("could not serialize access")
-
     attempt = 0
 
     async def work(got: Hooked) -> None:
@@ -80,7 +69,7 @@ async def test_callbacks_of_a_transaction_whose_commit_failed_are_dropped_unrun(
         attempt += 1
         got.after_commit(functools.partial(ran.append, attempt))
 
-    await Transactions(conflicting_once_at_commit).run(work)
+    await conflicting_once_at_commit(uow).run(work)
     assert ran == [2], "only the attempt that committed"
 
 

@@ -9,8 +9,7 @@ itself hands over batches: records built by its `build_message`, to `process_mes
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from contracts_schemas.cloudevents import encode
 from contracts_schemas.contracts import PremiumPaid
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 from faststream.kafka.testing import build_message
-from kit_factories import premium_paid
+from kit_factories import conflicting_once_at_commit, premium_paid
 from servicekit.kafka import OutgoingRecord
 from servicekit.memory import InMemoryUnitOfWork, memory_transactions
 from servicekit.settings import ServiceSettings
@@ -33,7 +32,6 @@ from servicekit.stream import (
     dead_letter_record,
     rewind,
 )
-from servicekit.unit_of_work import Conflict, Transactions
 
 TOPIC = "portal.contracts.policy.v1"
 GROUP = "loyalty"
@@ -124,20 +122,8 @@ async def test_a_batch_of_cloudevents_is_applied_once_each_in_one_handler_call()
 async def test_a_batch_whose_commit_conflicts_is_applied_again_and_counted_once() -> None:
     handler = Applied()
     uow = InMemoryUnitOfWork()
-    inner = memory_transactions(uow)
-    commits = 0
-
-    @asynccontextmanager
-    async def conflicting_once_at_commit() -> AsyncIterator[InMemoryUnitOfWork]:
-        nonlocal commits
-        async with inner.begin() as begun:
-            yield begun
-            commits += 1
-            if commits == 1:
-                raise Conflict("could not serialize access")  # rolls the state back
-
     settings = ServiceSettings(service_name="loyalty", instance_id="unit")
-    stream = EventStream(settings, Transactions(conflicting_once_at_commit))
+    stream = EventStream(settings, conflicting_once_at_commit(uow))
     stream.subscriber(GROUP, TOPIC)(handler)
     paid = premium_paid("pol-1", 1)
     async with TestKafkaBroker(stream.broker) as broker:
