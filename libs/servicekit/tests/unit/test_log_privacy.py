@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import socket
 
 import httpx
@@ -29,7 +30,12 @@ IBAN_SPACED = "DE89 3704 0044 0532 0130 00"
 EMAIL = "erika.mustermann@example.org"
 PASSWORD = "Sommer2026!Geheim"
 MTAN = "483920"
-SECRETS = (NAME, "Mustermann", IBAN, "0532", EMAIL, PASSWORD, MTAN)
+#: Parts of the IBAN too: a masking that keeps its middle groups still leaks it. (Each part
+#: is long enough never to turn up by chance in a port or a timestamp's microseconds.)
+SECRETS = (NAME, "Mustermann", IBAN, "0532 0130", "370400440532", EMAIL, PASSWORD, MTAN)
+#: What a log line carries besides the record it was given: a timestamp and object
+#: addresses (`<... object at 0x7fbc5be86a50>`), whose digits can spell anything.
+INCIDENTAL = re.compile(r'"timestamp": "[^"]*"|0x[0-9a-f]+')
 
 
 class Registration(BaseModel):
@@ -148,7 +154,8 @@ def test_ops2_no_personal_data_in_any_log_line() -> None:
     )
     assert any("exception" in line for line in lines if line["logger"] == "faststream")
     # and nothing personal came out of any of them
-    leaked = [(s, line) for s in SECRETS for line in text.splitlines() if s in line]
+    said = [INCIDENTAL.sub("", line) for line in text.splitlines()]
+    leaked = [(s, line) for s in SECRETS for line in said if s in line]
     assert leaked == []
     # what is not personal stays readable
     assert "cust-1" in text
