@@ -9,11 +9,14 @@ deadlock is a `Conflict` (run again), a value the database refuses is `Unstorabl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from contracts_schemas import Event
 from contracts_schemas.base import Contract
 
@@ -74,14 +77,9 @@ class PostgresUnitOfWork:
 def postgres_transactions(
     pool: asyncpg.Pool, unit_of_work: Callable[[Connection], U], attempts: int = 5
 ) -> Transactions[U]:
-    """Transactions each on a connection taken from `pool` for it."""
-
-    @asynccontextmanager
-    async def begin() -> AsyncIterator[U]:
-        async with pool.acquire() as conn, _transaction(conn, unit_of_work) as uow:
-            yield uow
-
-    return Transactions(begin, attempts)
+    """Transactions each on a connection taken from `pool` for it (`held` makes the same
+    transactions on one connection kept between them)."""
+    return Transactions(PooledBegin(pool, unit_of_work), attempts)
 
 
 @asynccontextmanager
@@ -95,3 +93,114 @@ async def _transaction(
         raise Conflict(str(exc)) from exc
     except _REFUSED as exc:
         raise Unstorable(f"{type(exc).__name__}: {exc}") from exc
+
+
+class PooledBegin(Generic[U]):
+    """`Transactions.begin` of `postgres_transactions`: a pooled connection per transaction."""
+
+    def __init__(self, pool: asyncpg.Pool, unit_of_work: Callable[[Connection], U]) -> None:
+        self.pool = pool
+        self.unit_of_work = unit_of_work
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[U]:
+        async with self.pool.acquire() as conn, _transaction(conn, self.unit_of_work) as uow:
+            yield uow
+
+
+class HeldConnection(Generic[U]):
+    """`Transactions.begin` on one pooled connection kept from one transaction to the next
+    (a stream subscriber's: its batches come one after the other), which saves the pool's
+    acquire and reset - a round trip - per batch.
+
+    The connection goes back to the pool when a transaction fails for any reason but a
+    conflict or a refused value (a connection lost, a handler's error: the next transaction
+    takes a fresh one), after `idle_seconds` without a transaction (a stopped subscriber
+    never keeps the pool from closing), and on `close`. A connection asyncpg released
+    itself because it was lost - its proxy detached, where even `is_closed()` raises - is
+    dropped before use.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        unit_of_work: Callable[[Connection], U],
+        idle_seconds: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._unit_of_work = unit_of_work
+        self._idle_seconds = idle_seconds
+        self._conn: PoolConnectionProxy[Any] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._returning: set[asyncio.Task[None]] = set()
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[U]:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        conn = self._conn
+        if conn is None or not _usable(conn):
+            await self._give_back()
+            conn = self._conn = await self._pool.acquire()
+        try:
+            async with _transaction(conn, self._unit_of_work) as uow:
+                yield uow
+        except (Conflict, Unstorable):
+            self._idle_later()
+            raise
+        except BaseException:
+            await self._give_back()
+            raise
+        self._idle_later()
+
+    async def close(self) -> None:
+        """Give the connection back to the pool now (the subscriber stopped)."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        await self._give_back()
+        if self._returning:
+            await asyncio.wait(self._returning)
+
+    def _idle_later(self) -> None:
+        self._idle = asyncio.get_running_loop().call_later(self._idle_seconds, self._on_idle)
+
+    def _on_idle(self) -> None:
+        self._idle = None
+        task = asyncio.ensure_future(self._give_back())
+        self._returning.add(task)
+        task.add_done_callback(self._returning.discard)
+
+    async def _give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # A connection lost meanwhile is already back (release does nothing then).
+            with contextlib.suppress(*_CONNECTION_TROUBLE):
+                await self._pool.release(conn)
+
+
+_CONNECTION_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _usable(conn: Connection) -> bool:
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # a detached proxy: asyncpg released it when it was lost
+        return False
+
+
+def held(transactions: Transactions[U]) -> Transactions[U]:
+    """The same transactions on one connection kept between them (`HeldConnection`), when
+    they are `postgres_transactions`; any others unchanged."""
+    begin = transactions.begin
+    if isinstance(begin, PooledBegin):
+        return Transactions(HeldConnection(begin.pool, begin.unit_of_work), transactions.attempts)
+    return transactions
+
+
+async def release_held(transactions: Transactions[Any]) -> None:
+    """Give back the connection `held` transactions keep (nothing for any others)."""
+    begin = transactions.begin
+    if isinstance(begin, HeldConnection):
+        await begin.close()

@@ -68,6 +68,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from servicekit.kafka import OutgoingRecord, ensure_topics, send_all, servers
 from servicekit.logging import get_logger
 from servicekit.metrics import BATCH_SECONDS, CONSUMED
+from servicekit.postgres import held, release_held
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import context_from_headers, tracer
 from servicekit.unit_of_work import Transactions, UnitOfWork, Unstorable
@@ -408,6 +409,7 @@ class EventStream(Generic[U]):
             log_level=logging.DEBUG,  # "Received"/"Processed" per batch: debug, not info
         )
         self.consumers: list[InboxConsumer[U]] = []
+        self._held: list[Transactions[U]] = []
         self._topics: list[str] = []
         #: Set once the topics exist and the broker started (the lag monitor waits for it).
         self.started = asyncio.Event()
@@ -427,8 +429,11 @@ class EventStream(Generic[U]):
 
         def register(handler: InboxHandler[U]) -> InboxHandler[U]:
             group_id = self.topic(group)
+            # One connection kept for the subscriber's batches (given back when idle).
+            transactions = held(self._transactions)
+            self._held.append(transactions)
             consumer = InboxConsumer(
-                group_id, handler, self._transactions, self.publish,
+                group_id, handler, transactions, self.publish,
                 self.topic(dead_letter_topic(group)), inbox,
             )  # fmt: skip
             names = [self.topic(t) for t in topics]
@@ -470,6 +475,8 @@ class EventStream(Generic[U]):
     async def close(self) -> None:
         self.started.clear()
         await self.broker.stop()
+        for transactions in self._held:
+            await release_held(transactions)
 
     def producer(self) -> AIOKafkaProducer:
         """The broker's idempotent producer (acks=all). Records are sent as bytes with
