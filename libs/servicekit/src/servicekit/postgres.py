@@ -118,7 +118,9 @@ class HeldConnection(Generic[U]):
     takes a fresh one), after `idle_seconds` without a transaction (a stopped subscriber
     never keeps the pool from closing), and on `close`. A connection asyncpg released
     itself because it was lost - its proxy detached, where even `is_closed()` raises - is
-    dropped before use.
+    dropped before use. One the server ended while asyncpg has not noticed yet (a restart,
+    `pg_terminate_backend`) fails at BEGIN, before anything ran in it: it is given back
+    and the transaction begins once more on a fresh connection.
     """
 
     def __init__(
@@ -139,13 +141,9 @@ class HeldConnection(Generic[U]):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        conn = self._conn
-        if conn is None or not _usable(conn):
-            await self._give_back()
-            conn = self._conn = await self._pool.acquire()
         try:
-            async with _transaction(conn, self._unit_of_work) as uow:
-                yield uow
+            async with contextlib.AsyncExitStack() as transaction:
+                yield await self._begin(transaction)
         except (Conflict, Unstorable):
             self._idle_later()
             raise
@@ -153,6 +151,20 @@ class HeldConnection(Generic[U]):
             await self._give_back()
             raise
         self._idle_later()
+
+    async def _begin(self, transaction: contextlib.AsyncExitStack) -> U:
+        """The unit of work of a transaction begun on the kept connection, or on a fresh
+        one when the kept one is gone or its BEGIN fails (nothing ran in it yet)."""
+        if self._conn is not None and _usable(self._conn):
+            try:
+                return await transaction.enter_async_context(
+                    _transaction(self._conn, self._unit_of_work)
+                )
+            except _CONNECTION_TROUBLE:
+                pass
+        await self._give_back()
+        self._conn = await self._pool.acquire()
+        return await transaction.enter_async_context(_transaction(self._conn, self._unit_of_work))
 
     async def close(self) -> None:
         """Give the connection back to the pool now (the subscriber stopped)."""
@@ -180,7 +192,15 @@ class HeldConnection(Generic[U]):
                 await self._pool.release(conn)
 
 
-_CONNECTION_TROUBLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What a connection the server ended raises (InternalClientError: asyncpg's protocol caught
+# mid-way by the server's goodbye - "cannot switch to state ...; another operation is in
+# progress").
+_CONNECTION_TROUBLE = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 def _usable(conn: Connection) -> bool:
