@@ -5,7 +5,7 @@ against raw aiokafka sends of the same records (same keys, values and headers, t
 topic) on a producer of the same settings (`reliable_producer`: acks=all, idempotent,
 linger 5 ms, 256 KiB batches), all sent and then awaited together. Both are timed on a
 frozen heap (`gc.freeze()` after the warm-up), as in a service process; they alternate
-(baseline, relay, twice, fresh rows each time) and the faster run of each is kept.
+(baseline, relay, three times, fresh rows each time) and the fastest run of each is kept.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from bench.common import (
 
 SECTION = "2 outbox relay"
 WARM = 2_000
-ROUNDS = 2
+ROUNDS = 3
 
 
 async def run(dsn: str, bootstrap: str, events: int, batch_size: int = 1000) -> list[Row]:
