@@ -126,8 +126,14 @@ def _uninstrumented_stream() -> Iterator[None]:
 
 
 async def _fold(records: list[Any], batch: int) -> Timing:
+    folded = 0
+
     async def handler(messages: Any, uow: InMemoryUnitOfWork) -> None:
-        await uow.events.enqueue(messages)  # what a fold hands on: kept by the unit of work
+        # Counted, not kept in the unit of work: the in-memory transaction deep-copies its
+        # state at every begin, so kept messages made each batch cost more than the one
+        # before (20,000 events: ~850 events/s, the copies diluting what is measured).
+        nonlocal folded
+        folded += len(messages)
 
     async def nowhere(_: Any) -> None:
         return None
@@ -138,8 +144,8 @@ async def _fold(records: list[Any], batch: int) -> Timing:
     for first in range(0, len(records), batch):
         await consumer.process(records[first : first + batch])
     timing = time.process_time() - cpu, time.perf_counter() - wall
-    if consumer.applied != len(records):
-        raise RuntimeError(f"applied {consumer.applied} of {len(records)}")
+    if consumer.applied != len(records) or folded != len(records):
+        raise RuntimeError(f"applied {consumer.applied}, folded {folded} of {len(records)}")
     return timing
 
 
