@@ -19,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 Headers = list[tuple[str, bytes]]
 
@@ -99,14 +101,67 @@ async def send_all(
     """Enqueue records in order; the result completes when the broker acknowledged every
     one of them (the outbox relay's `Send`, to pipeline its rounds).
 
-    Enqueuing in order on one idempotent producer keeps each partition's order, retries
-    included, also across calls.
+    The records go out as whole batches (`create_batch`/`send_batch`), one per partition
+    (more where one is full), each record on the partition `send` would choose for its key
+    (Kafka's default partitioner): a batch costs one future and one enqueue instead of one
+    per record, about half of the producer's CPU per record (bench section 2). A partition's
+    batches are enqueued in order on one idempotent producer, which keeps each partition's
+    order, retries included, also across calls. The batches are closed: they go out at
+    once instead of lingering for records nobody is about to add.
     """
-    deliveries = [
-        await producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers)
-        for r in records
-    ]
-    return asyncio.gather(*deliveries)
+    batches = _PartitionBatches(producer)
+    for record in records:
+        await batches.add(record)
+    return asyncio.gather(*await batches.send_open())
+
+
+class _PartitionBatches:
+    """The open batch of each partition a call's records go to."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._partitioner = DefaultPartitioner()
+        self._partitions: dict[str, list[int]] = {}
+        self._placed: dict[tuple[str, bytes], int] = {}  # a key often recurs in a round
+        self._open: dict[tuple[str, int], BatchBuilder] = {}
+        self._sent: list[asyncio.Future[object]] = []
+
+    async def add(self, record: OutgoingRecord) -> None:
+        key = record.key.encode()
+        place = (record.topic, await self._partition(record.topic, key))
+        batch = self._open.get(place)
+        if batch is None:
+            batch = self._open[place] = self._producer.create_batch()
+        appended = batch.append(key=key, value=record.value, timestamp=None, headers=record.headers)
+        if appended is not None:  # None: the batch is full
+            return
+        await self._send(place, batch)  # full: it goes, the record opens the next one
+        batch = self._open[place] = self._producer.create_batch()
+        batch.append(key=key, value=record.value, timestamp=None, headers=record.headers)
+
+    async def send_open(self) -> list[asyncio.Future[object]]:
+        for place, batch in self._open.items():
+            await self._send(place, batch)
+        self._open.clear()
+        return self._sent
+
+    async def _send(self, place: tuple[str, int], batch: BatchBuilder) -> None:
+        batch.close()
+        topic, partition = place
+        self._sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+
+    async def _partition(self, topic: str, key: bytes) -> int:
+        placed = self._placed.get((topic, key))
+        if placed is not None:
+            return placed
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(
+                await self._producer.partitions_for(topic)
+            )
+        partition: int = self._partitioner(key, partitions, partitions)
+        self._placed[topic, key] = partition
+        return partition
 
 
 async def publish_all(producer: AIOKafkaProducer, records: Sequence[OutgoingRecord]) -> None:
