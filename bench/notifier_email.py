@@ -56,7 +56,7 @@ from servicekit.kafka import OutgoingRecord, publish_all, reliable_producer
 from bench.common import profiled
 
 MESSAGES = 2000
-CONCURRENCY = 8  # the notifier's default worker_concurrency
+CONCURRENCY: int = NotifierSettings.model_fields["worker_concurrency"].default
 DEADLINE = 180.0  # seconds any one phase may take before the run gives up
 FROM = "noreply@bench.portal.example"
 

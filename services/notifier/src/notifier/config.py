@@ -40,8 +40,9 @@ class NotifierSettings(ServiceSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     smtp_validate_certs: bool = True
     smtp_cert_bundle: str | None = None
-    #: Persistent sessions to the relay (a pool per relay host; sends beyond it wait).
-    smtp_pool_size: int = Field(default=8, ge=1, le=256)
+    #: Persistent sessions to the relay (a pool per relay host; sends beyond it wait): as
+    #: many as the worker keeps sends in flight.
+    smtp_pool_size: int = Field(default=16, ge=1, le=256)
     smtp_pool_idle_seconds: float = Field(default=60.0, gt=0)
     smtp_session_max_messages: int = Field(default=100, ge=1)
 
@@ -78,7 +79,10 @@ class NotifierSettings(ServiceSettings):
     #: that runs out means "the worker died mid-send" and the message is tried again.
     sending_lease_seconds: float = Field(default=300.0, gt=0)
     run_worker: bool = True
-    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    #: Sends in flight per instance. A send waits on the relay's answers, not on this
+    #: process: 8 kept ~150 e-mails/s, under 100/s beside other services on two cores
+    #: (bench e2e: ClaimStatusChanged -> e-mail p99 2.4 s at 100/s; 0.4 s with 16).
+    worker_concurrency: int = Field(default=16, ge=1, le=256)
     worker_poll_seconds: float = Field(default=0.5, gt=0)
     #: NT-6 per-recipient limits (the defaults of `domain.ratelimit`); off only for load tests.
     rate_limits_enabled: bool = True
