@@ -20,6 +20,17 @@ from servicekit.logging import get_logger
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 """A connection, whether taken from a pool or opened on its own."""
 
+# What a database away looks like: connections refused, closed or reset, or ended by the
+# server while asyncpg had not noticed yet (InternalClientError: its protocol caught
+# mid-way by the server's goodbye - "cannot switch to state ...; another operation is in
+# progress").
+DATABASE_TROUBLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused / reset / timed out (TimeoutError is one)
+    asyncpg.PostgresError,  # e.g. AdminShutdown, CannotConnectNowError of a restart
+    asyncpg.InterfaceError,  # e.g. ConnectionDoesNotExistError
+    asyncpg.InternalClientError,
+)
+
 log = get_logger(__name__)
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -130,14 +130,12 @@ class _PartitionBatches:
         key = record.key.encode()
         place = (record.topic, await self._partition(record.topic, key))
         batch = self._open.get(place)
-        if batch is None:
-            batch = self._open[place] = self._producer.create_batch()
-        appended = batch.append(key=key, value=record.value, timestamp=None, headers=record.headers)
-        if appended is not None:  # None: the batch is full
+        if batch is not None and _appended(batch, key, record):
             return
-        await self._send(place, batch)  # full: it goes, the record opens the next one
+        if batch is not None:
+            await self._send(place, batch)  # full: it goes, the record opens the next one
         batch = self._open[place] = self._producer.create_batch()
-        batch.append(key=key, value=record.value, timestamp=None, headers=record.headers)
+        _appended(batch, key, record)  # an empty batch takes any record
 
     async def send_open(self) -> list[asyncio.Future[object]]:
         for place, batch in self._open.items():
@@ -162,6 +160,12 @@ class _PartitionBatches:
         partition: int = self._partitioner(key, partitions, partitions)
         self._placed[topic, key] = partition
         return partition
+
+
+def _appended(batch: BatchBuilder, key: bytes, record: OutgoingRecord) -> bool:
+    """False when the batch is full."""
+    metadata = batch.append(key=key, value=record.value, timestamp=None, headers=record.headers)
+    return metadata is not None
 
 
 async def publish_all(producer: AIOKafkaProducer, records: Sequence[OutgoingRecord]) -> None:

@@ -34,7 +34,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from contracts_schemas.cloudevents import kafka_headers_of_bytes
 
-from servicekit.db import Connection
+from servicekit.db import DATABASE_TROUBLE, Connection
 from servicekit.kafka import OutgoingRecord
 from servicekit.logging import get_logger
 from servicekit.metrics import (
@@ -82,13 +82,6 @@ _MARK_SENT = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[]
 # partial index, the oldest row is the first one of it.
 BACKLOG_COUNT_LIMIT = 100_000
 
-# What a database away looks like to the relay: its connections refused, closed or reset.
-DATABASE_TROUBLE: tuple[type[BaseException], ...] = (
-    OSError,  # refused / reset / timed out (TimeoutError is one)
-    asyncpg.PostgresError,  # e.g. AdminShutdown, CannotConnectNowError of a restart
-    asyncpg.InterfaceError,  # e.g. ConnectionDoesNotExistError
-    asyncpg.InternalClientError,
-)
 _BACKLOG = """
 SELECT
   (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL

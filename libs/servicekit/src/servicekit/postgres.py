@@ -20,7 +20,7 @@ from asyncpg.pool import PoolConnectionProxy
 from contracts_schemas import Event
 from contracts_schemas.base import Contract
 
-from servicekit.db import Connection
+from servicekit.db import DATABASE_TROUBLE, Connection
 from servicekit.eventstore import EventStore
 from servicekit.unit_of_work import Conflict, RecordedEvent, Transactions, UnitOfWork, Unstorable
 
@@ -138,9 +138,7 @@ class HeldConnection(Generic[U]):
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[U]:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._cancel_idle()
         try:
             async with contextlib.AsyncExitStack() as transaction:
                 yield await self._begin(transaction)
@@ -157,23 +155,27 @@ class HeldConnection(Generic[U]):
         one when the kept one is gone or its BEGIN fails (nothing ran in it yet)."""
         if self._conn is not None and _usable(self._conn):
             try:
-                return await transaction.enter_async_context(
-                    _transaction(self._conn, self._unit_of_work)
-                )
-            except _CONNECTION_TROUBLE:
+                return await self._enter(transaction, self._conn)
+            except DATABASE_TROUBLE:
                 pass
         await self._give_back()
         self._conn = await self._pool.acquire()
-        return await transaction.enter_async_context(_transaction(self._conn, self._unit_of_work))
+        return await self._enter(transaction, self._conn)
+
+    async def _enter(self, transaction: contextlib.AsyncExitStack, conn: Connection) -> U:
+        return await transaction.enter_async_context(_transaction(conn, self._unit_of_work))
 
     async def close(self) -> None:
         """Give the connection back to the pool now (the subscriber stopped)."""
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._cancel_idle()
         await self._give_back()
         if self._returning:
             await asyncio.wait(self._returning)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
 
     def _idle_later(self) -> None:
         self._idle = asyncio.get_running_loop().call_later(self._idle_seconds, self._on_idle)
@@ -188,19 +190,8 @@ class HeldConnection(Generic[U]):
         conn, self._conn = self._conn, None
         if conn is not None:
             # A connection lost meanwhile is already back (release does nothing then).
-            with contextlib.suppress(*_CONNECTION_TROUBLE):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 await self._pool.release(conn)
-
-
-# What a connection the server ended raises (InternalClientError: asyncpg's protocol caught
-# mid-way by the server's goodbye - "cannot switch to state ...; another operation is in
-# progress").
-_CONNECTION_TROUBLE = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
 
 
 def _usable(conn: Connection) -> bool:
