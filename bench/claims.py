@@ -6,8 +6,9 @@
   decides, stores the blob, the claim, its events and outbox rows in one transaction, and
   its relay publishes ClaimReported/ClaimStatusChanged meanwhile.
 - Baseline: exactly the rows the service wrote - read back from its schema afterwards,
-  every table that grew (the blobs with the same bytes, the claims, events, outbox rows...),
-  identity columns left to the database as the service leaves them - inserted with raw
+  every table that grew (the blobs with the same bytes, the claims, events...), identity
+  columns left to the database as the service leaves them, and an outbox row per event as
+  `EventStore.append` queued it (the relay deletes the rows it sent) - inserted with raw
   asyncpg into a fresh schema of the same migrations (same indexes and constraints), one
   transaction per report with the same number of rows of each table, from the same number
   of connections. The ratio is reports/s through the service over reports/s of the raw write.
@@ -23,7 +24,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ import httpx
 from claims.bootstrap import MIGRATIONS
 from contracts_schemas.common import Carrier, ProductLine
 from contracts_schemas.contracts import PolicyIssued
+from contracts_schemas.registry import REGISTRY, partition_key, topic_of
 from servicekit.db import migrations_in
 from servicekit.kafka import reliable_producer
 from servicekit.testing import unique
@@ -175,12 +177,25 @@ async def _written(
     return rows
 
 
-def _as_inserted(table: str, columns: list[str], r: asyncpg.Record) -> tuple[Any, ...]:
-    """The row as the service inserted it: outbox rows were not yet published then."""
-    return tuple(None if table == "outbox" and c == "published_at" else r[c] for c in columns)
+#: What the service stores beside an event published from a request: its span's context.
+_TRACEPARENT = "00-" + "4bf92f3577b34da6a3ce929d0e0e4736" + "-" + "00f067aa0ba902b7" + "-01"
 
 
-async def _raw_write(dsn: str, rows: dict[str, list[asyncpg.Record]], reports: int,
+def _outbox_rows(events: Sequence[Mapping[str, Any]], columns: list[str], prefix: str
+                 ) -> list[dict[str, Any]]:  # fmt: skip
+    """The lean outbox row `EventStore.append` queued for each of `events`."""
+    rows = []
+    for event in events:
+        message = REGISTRY[event["event_type"]].model.model_validate_json(event["payload"])
+        queued = {"event_id": str(event["event_id"]), "event_ref": event["event_id"],
+                  "topic": prefix + topic_of(message), "partition_key": partition_key(message),
+                  "source": "/claims", "traceparent": _TRACEPARENT,
+                  "created_at": event["recorded_at"]}  # fmt: skip
+        rows.append({c: queued.get(c) for c in columns})
+    return rows
+
+
+async def _raw_write(dsn: str, rows: Mapping[str, Sequence[Mapping[str, Any]]], reports: int,
                      counted_from: int) -> float:  # fmt: skip
     """The same rows into a fresh schema of the same migrations, one transaction per
     report (each table's rows dealt out evenly), CONCURRENCY connections; seconds of the
@@ -200,7 +215,7 @@ async def _raw_write(dsn: str, rows: dict[str, list[asyncpg.Record]], reports: i
             for table, records in rows.items():
                 lo, hi = len(records) * i // reports, len(records) * (i + 1) // reports
                 columns = tables[table][0]
-                found.append((table, [_as_inserted(table, columns, r) for r in records[lo:hi]]))
+                found.append((table, [tuple(r[c] for c in columns) for r in records[lo:hi]]))
             return found
 
         async def write(indexes: list[int]) -> None:
@@ -230,12 +245,17 @@ async def run(bootstrap: str, dsn: str, quick: bool = False) -> list[Row]:
         )
         try:
             tables = await _tables(conn)
+            outbox_columns, _ = tables.pop("outbox")  # sent rows are deleted: rebuilt below
             before = await _snapshot(conn, tables)
             say(f"claims: {WARMUP} + {counted} reports with 1 MB, {CONCURRENCY} at a time")
             await _report_all(services, customers, photo, 0, WARMUP)
             seconds = await _report_all(services, customers, photo, WARMUP, counted)
             after = await _snapshot(conn, tables)
-            written = await _written(conn, tables, before, after)
+            written: dict[str, Sequence[Mapping[str, Any]]] = {
+                **await _written(conn, tables, before, after)
+            }
+            written["outbox"] = _outbox_rows(written.get("events", []), outbox_columns,
+                                             services.prefix)  # fmt: skip
         finally:
             await conn.close()
     per_report = {t: len(r) / (WARMUP + counted) for t, r in written.items()}

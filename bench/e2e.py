@@ -67,12 +67,12 @@ from contracts_schemas.cloudevents import encode
 from contracts_schemas.common import Carrier, PostalAddress, ProductLine
 from contracts_schemas.contracts import PremiumPaid
 from contracts_schemas.identity import AccountActivated, CustomerRegistered
-from contracts_schemas.registry import topic_of
+from contracts_schemas.registry import REGISTRY, topic_of
 from contracts_schemas.upstream import PolicyIssuedUpstream, PremiumPaidUpstream
 from servicekit.auth import generate_signing_key, mint_token
 from servicekit.db import drop_schema
 from servicekit.kafka import OutgoingRecord, publish_all, reliable_producer
-from servicekit.testing import unique
+from servicekit.testing import header, read_whole_topic, unique
 
 from bench.common import BenchFailure, Row, row, say
 
@@ -563,11 +563,9 @@ async def _probe_statement(http: httpx.AsyncClient, token: str, payment: str, in
 
 
 _RECORDED = (
-    "SELECT e.event_id::text AS id, e.payload->>'payment_id' AS payment,"
-    " extract(epoch FROM e.recorded_at)::float8 AS recorded,"
-    " extract(epoch FROM o.published_at)::float8 AS published"
-    " FROM {schema}.events e LEFT JOIN {schema}.outbox o ON o.event_ref = e.event_id"
-    " WHERE e.event_type = $1"
+    "SELECT event_id::text AS id, payload->>'payment_id' AS payment,"
+    " extract(epoch FROM recorded_at)::float8 AS recorded"
+    " FROM {schema}.events WHERE event_type = $1"
 )
 _APPLIED = (
     "SELECT split_part(event_id, '#', 2) AS id,"
@@ -577,14 +575,15 @@ _APPLIED = (
 
 
 async def _stages(
-    dsn: str, services: Services, payments: Sequence[tuple[str, str]], latencies: Latencies,
-    wall_at: Callable[[float], float],
+    dsn: str, bootstrap: str, services: Services, payments: Sequence[tuple[str, str]],
+    latencies: Latencies, wall_at: Callable[[float], float],
 ) -> list[Row]:  # fmt: skip
-    """Where the time goes, from the stores' own timestamps (PostgreSQL's clock is this
-    machine's): for each counted payment, from its due time until contracts' transaction
-    that recorded it began (`events.recorded_at`), the relay marked its outbox row sent
-    (`outbox.published_at`), loyalty's transaction that applied it began (its inbox row's
-    `processed_at`). Cumulative: the step between two rows' p50 is that stage's share."""
+    """Where the time goes, from the stores' own timestamps (PostgreSQL's and Kafka's clock
+    are this machine's): for each counted payment, from its due time until contracts'
+    transaction that recorded it began (`events.recorded_at`), the relay put it into a
+    batch for the broker (the record's CreateTime, in ms), loyalty's transaction that
+    applied it began (its inbox row's `processed_at`). Cumulative: the step between two
+    rows' p50 is that stage's share."""
     contracts, loyalty = services.schema("contracts"), services.schema("loyalty")
     recorded_sql = _RECORDED.replace("{schema}", contracts)
     applied_sql = _APPLIED.replace("{schema}", loyalty)
@@ -594,19 +593,20 @@ async def _stages(
         applied = {r["id"]: r["processed"] for r in await conn.fetch(applied_sql)}
     finally:
         await conn.close()
+    sent = await _created(bootstrap, services.topic(REGISTRY[PremiumPaid.type_name()].topic))
     index = {payment: i for i, (_, payment) in enumerate(payments)}
-    at: dict[str, dict[int, float]] = {"recorded": {}, "published": {}, "applied": {}}
+    at: dict[str, dict[int, float]] = {"recorded": {}, "sent": {}, "applied": {}}
     for r in stored:
         i = index.get(r["payment"])
         if i is None:
             continue
-        for stage, value in (("recorded", r["recorded"]), ("published", r["published"]),
+        for stage, value in (("recorded", r["recorded"]), ("sent", sent.get(r["id"])),
                              ("applied", applied.get(r["id"]))):  # fmt: skip
             if value is not None:
                 at[stage][i] = value
     names = {
         "recorded": "contracts' transaction began (events.recorded_at)",
-        "published": "relay marked it sent (outbox.published_at)",
+        "sent": "relay sent it (the record's Kafka CreateTime)",
         "applied": "loyalty's transaction began (inbox.processed_at)",
     }
     first, end = latencies.load.first_counted, len(latencies.due)
@@ -617,6 +617,16 @@ async def _stages(
         ], latencies.load, None, "cumulative from the due time; inf: no such timestamp")
         for stage, found in at.items()
     ]  # fmt: skip
+
+
+async def _created(bootstrap: str, topic: str) -> dict[str, float]:
+    """The first CreateTime (epoch seconds) of each event id published on `topic`."""
+    created: dict[str, float] = {}
+    for record in await read_whole_topic(bootstrap, topic):
+        event_id = header(record, "ce_id")
+        if event_id is not None:
+            created.setdefault(event_id, record.timestamp / 1000)
+    return created
 
 
 async def premium_to_statement(services: Services, dsn: str, bootstrap: str, load: Load,
@@ -660,7 +670,7 @@ async def premium_to_statement(services: Services, dsn: str, bootstrap: str, loa
                 await until_seen(latencies)
                 await asyncio.gather(*probes)
                 await measured
-                stages = await _stages(dsn, services, payments, latencies,
+                stages = await _stages(dsn, bootstrap, services, payments, latencies,
                                        lambda perf: wall0 + (perf - perf0))  # fmt: skip
             finally:
                 watcher.cancel()

@@ -126,8 +126,8 @@ async def run(dsn: str, bootstrap: str, events: int, batch_size: int = 1000) -> 
             f" {_runs(relay_runs)} s); CPU of this process per event: raw"
             f" {_us(raw_cpu, events)} us, relay {_us(relay_cpu, events)} us; same records;"
             " the stream's producer has"
-            " reliable_producer's settings; rounds pipelined (up to 4 in flight), each marked"
-            " sent once acknowledged",
+            " reliable_producer's settings; rounds pipelined (up to 4 in flight), each deleted"
+            " once acknowledged",
         )
     ]
 

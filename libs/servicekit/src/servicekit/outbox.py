@@ -1,9 +1,11 @@
 """The outbox relay: publishes what `EventStore.append` queued, in order, at least once.
 
 One relay instance per service is active at a time (a PostgreSQL advisory lock elects
-it), so the order of the outbox is the order on each partition. A crash after the broker
-acknowledged but before the rows were marked sent publishes those rows again on restart;
-consumers absorb the duplicate through their inbox.
+it), so the order of the outbox is the order on each partition. A round's rows are marked
+sent by deleting them: the record lives on in the topic (and an event in `events`), and a
+delete costs the database half of what an update to `published_at` did. A crash after
+the broker acknowledged but before the rows were deleted publishes those rows again on
+restart; consumers absorb the duplicate through their inbox.
 
 Rounds are pipelined when the relay is given a `send` (enqueue in order, acknowledgements
 later): round N+1 is read and enqueued on the one idempotent producer while round N's
@@ -13,6 +15,9 @@ in order: when one fails, neither it nor any later round is marked, and all of t
 read again (from the oldest unpublished row) after the back-off. The marking runs on a
 second connection of the drain, next to the read of the following round (two backends:
 neither waits for the other).
+
+Rows with a `published_at` were marked by a relay of an earlier version (which updated
+instead of deleting); they are skipped and purged after seven days, as they always were.
 
 An event's outbox row is lean (see `servicekit.eventstore`): its body and envelope are
 read from `events` here; rows queued by `enqueue` carry their whole record.
@@ -76,7 +81,7 @@ SELECT {_COLUMNS}
 FROM outbox o LEFT JOIN events e ON e.event_id = o.event_ref
 WHERE o.published_at IS NULL AND o.id > $2 ORDER BY o.id LIMIT $1
 """  # noqa: S608 - constant text only
-_MARK_SENT = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+_MARK_SENT = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
 # Bounded cost whatever the backlog: the count stops at BACKLOG_COUNT_LIMIT rows of the
 # partial index, the oldest row is the first one of it.

@@ -19,7 +19,7 @@ from contracts_schemas import topic_of
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import encode
 
-from servicekit.kafka import OutgoingRecord, publish_all
+from servicekit.kafka import OutgoingRecord, publish_all, topic_partitions, topic_reader
 
 T = TypeVar("T")
 
@@ -61,6 +61,28 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=200)
             for partition_records in batch.values():
                 records.extend(partition_records)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def read_whole_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` up to its end offsets now (no group, nothing committed)."""
+    consumer = topic_reader(bootstrap)
+    await consumer.start()
+    try:
+        partitions = await topic_partitions(bootstrap, [topic])
+        consumer.assign(partitions)
+        end = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        remaining = {tp for tp in partitions if end[tp] > 0}
+        while remaining:
+            fetched = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, batch in fetched.items():
+                records.extend(r for r in batch if r.offset < end[tp])
+                if batch and batch[-1].offset + 1 >= end[tp]:
+                    remaining.discard(tp)
         return records
     finally:
         await consumer.stop()

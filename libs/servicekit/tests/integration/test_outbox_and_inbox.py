@@ -1,7 +1,7 @@
 """Outbox relay and the stream's inbox consumer against the real Kafka broker and PostgreSQL.
 
 Crashes are simulated where they hurt most: between the broker's acknowledgement and
-marking rows sent, and between the database commit and the offset commit.
+marking rows sent (deleting them), and between the database commit and the offset commit.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ async def store_events(pool: asyncpg.Pool, store: EventStore, count: int) -> lis
     return [str(e.event_id) for e in events]
 
 
-async def test_relay_publishes_pending_events_in_order_and_marks_them_sent(
+async def test_relay_publishes_pending_events_in_order_and_deletes_them_once_sent(
     pool: asyncpg.Pool, bootstrap: str
 ) -> None:
     topic = unique("test.relay")
@@ -61,6 +61,26 @@ async def test_relay_publishes_pending_events_in_order_and_marks_them_sent(
     records = await read_topic(bootstrap, topic, at_least=20)
     assert [r.key for r in records] == [b"pol-same-key"] * 20
     assert [dict(r.headers)["ce_id"].decode() for r in records] == [str(e.event_id) for e in events]
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0, "sent rows are deleted"
+    assert await pool.fetchval("SELECT count(*) FROM events") == 20, "the events stay"
+
+
+async def test_rows_an_earlier_relay_marked_sent_are_not_sent_again(
+    pool: asyncpg.Pool, bootstrap: str
+) -> None:
+    """A rolling upgrade: the relay of the previous version marked rows by setting
+    `published_at`; this one skips them (the purge removes them after seven days)."""
+    topic = unique("test.relay-upgrade")
+    store = EventStore("/test", topic_for=lambda _: topic)
+    ids = await store_events(pool, store, 4)
+    await pool.execute(
+        "UPDATE outbox SET published_at = now() WHERE event_id = ANY($1::text[])", ids[:2]
+    )
+
+    async with started(stream_on(pool, settings(bootstrap))) as stream:
+        assert await OutboxRelay(pool, stream.publish, lock_key=4).publish_pending() == 2
+    records = await read_topic(bootstrap, topic, at_least=2)
+    assert [dict(r.headers)["ce_id"].decode() for r in records] == ids[2:]
 
 
 async def test_relay_killed_after_publishing_before_marking_sent_yields_exactly_one_effect(

@@ -135,7 +135,7 @@ async def test_a_run_for_a_business_date_after_the_service_clock_is_refused_over
         await history_of_two_customers(running)
         running.clock.set(berlin(2026, 4, 15, 12))
         await running.until(running.all_consumed)
-        before = await running.outbox_size()
+        before = await running.outbox_rows_queued()
 
         refused = await running.http.post(
             "/internal/loyalty/jobs/expiry", params={"business_date": "2030-01-01"},
@@ -145,7 +145,7 @@ async def test_a_run_for_a_business_date_after_the_service_clock_is_refused_over
         assert refused.status_code == 422, refused.text
         assert refused.headers["content-type"] == "application/problem+json"
         assert "after the service's business date 2026-04-15" in refused.json()["detail"]
-        assert await running.outbox_size() == before, "nothing announced"
+        assert await running.outbox_rows_queued() == before, "nothing announced"
         today = await running.http.post(
             "/internal/loyalty/jobs/expiry", params={"business_date": "2026-04-15"},
             headers=running.operator,
@@ -161,7 +161,7 @@ async def test_a_run_for_a_business_date_after_the_service_clock_is_refused_by_t
         await history_of_two_customers(running)
         running.clock.set(berlin(2026, 4, 15, 12))
         await running.until(running.all_consumed)
-        before = await running.outbox_size()
+        before = await running.outbox_rows_queued()
         clock_file = tmp_path / "clock"
         clock_file.write_text(berlin(2026, 4, 15, 12).isoformat())
         settings = running.service.settings
@@ -182,7 +182,7 @@ async def test_a_run_for_a_business_date_after_the_service_clock_is_refused_by_t
 
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "after the service's business date 2026-04-15" in " ".join(refused.stdout.split())
-        assert await running.outbox_size() == before, "nothing announced"
+        assert await running.outbox_rows_queued() == before, "nothing announced"
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,8 @@ from loyalty_harness import (
     berlin,
     history_of_two_customers,
     loyalty_service,
-    read_whole_topic,
 )
-from servicekit.testing import header
+from servicekit.testing import header, read_whole_topic
 
 pytestmark = pytest.mark.integration
 
