@@ -338,7 +338,7 @@ def test_ct1_payments_accumulate_in_the_state(upstream) -> None:
     )
     assert state.version == 3
     assert state.total_paid_cents == 3_500
-    assert [p.payment_id for p in state.payments] == ["p1", "p2"]
+    assert [p.payment_id for p in state.payments.values()] == ["p1", "p2"]
 
 
 # --------------------------------------------------------------------------- cancel

@@ -29,7 +29,7 @@ Idempotency (CT-1)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
@@ -161,7 +161,8 @@ class PolicyState:
     issued_at: datetime
     terms: tuple[Term, ...]
     cancellation_effective_date: date | None = None
-    payments: tuple[RecordedPayment, ...] = ()
+    #: By payment id, in the order recorded (a new dict per payment: never changed).
+    payments: Mapping[str, RecordedPayment] = field(default_factory=dict)
     former_policyholder_ids: frozenset[str] = frozenset()
     iban_masked: str | None = None
     bank_details_changed_at: datetime | None = None
@@ -187,10 +188,10 @@ class PolicyState:
 
     @property
     def total_paid_cents(self) -> int:
-        return sum(payment.amount_cents for payment in self.payments)
+        return sum(payment.amount_cents for payment in self.payments.values())
 
     def payment(self, payment_id: str) -> RecordedPayment | None:
-        return next((p for p in self.payments if p.payment_id == payment_id), None)
+        return self.payments.get(payment_id)
 
     def in_force_on(self, day: date) -> bool:
         """Cover runs until the end of the cancellation's effective date ("gekündigt zum")."""
@@ -253,7 +254,7 @@ def _changes(state: PolicyState, event: PolicyEvent) -> dict[str, Any]:
                 paid_at=event.occurred_at,
                 point_relevant=event.point_relevant,
             )
-            return {"payments": (*state.payments, payment)}
+            return {"payments": {**state.payments, payment.payment_id: payment}}
         case PolicyCancelled():
             terms = (
                 *state.terms[:-1],

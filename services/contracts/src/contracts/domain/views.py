@@ -174,7 +174,7 @@ def contract_details(
             paid_on=berlin_date(payment.paid_at),
             amount_cents=payment.amount_cents,
         )
-        for payment in sorted(policy.payments, key=lambda p: p.paid_at, reverse=True)
+        for payment in sorted(policy.payments.values(), key=lambda p: p.paid_at, reverse=True)
     )
     holder = role is ViewerRole.POLICYHOLDER
     return ContractDetails(
