@@ -7,6 +7,7 @@ nor published without being stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -105,11 +106,16 @@ StreamAppend = tuple[str, int, Sequence[Event]]
 
 class EventStore:
     """`source` is the CloudEvents source of what this service publishes; `topic_for`
-    routes each message (the registry's topic unless a deployment prefixes them)."""
+    routes each message (the registry's topic unless a deployment prefixes them).
+
+    `queued` is set once a transaction of this process that queued outbox rows committed
+    (`PostgresEventLog` arranges it through the unit of work's `after_commit`): the
+    service's outbox relay waits for it between rounds, not only for its idle interval."""
 
     def __init__(self, source: str, topic_for: TopicOf = topic_of) -> None:
         self._source = source
         self._topic_for = topic_for
+        self.queued = asyncio.Event()
 
     @property
     def source(self) -> str:

@@ -30,6 +30,7 @@ import contextlib
 import json
 import time
 import zlib
+from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ class OutboxRelay:
         name: str = "outbox",
         batch_size: int = 1000,
         idle_interval: float = 0.05,
+        queued: asyncio.Event | None = None,
         retention_rounds: int = 1000,
         measure_interval: float = 1.0,
     ) -> None:
@@ -127,6 +129,7 @@ class OutboxRelay:
         self._lock_key = lock_key
         self._batch_size = batch_size
         self._idle_interval = idle_interval
+        self._queued = queued
         self._retention_rounds = retention_rounds
         self._metrics_label = name
         self._measure_interval = measure_interval
@@ -292,7 +295,23 @@ class OutboxRelay:
             rounds += 1
             if rounds % self._retention_rounds == 0:
                 await self._purge_published()
+            await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Until the idle interval passed, `stop` is set or - with `queued`, the event store's
+        - a transaction of this process queued rows and committed (rows of other
+        processes wait for the interval). A commit during the round just drained set it
+        already: the next round follows at once, and finds those rows."""
+        if self._queued is None:
             await _sleep_unless(stop, self._idle_interval)
+            return
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._queued.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self._idle_interval, return_when=FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        self._queued.clear()
 
     async def _purge_published(self) -> None:
         async with self._pool.acquire() as conn:

@@ -22,7 +22,14 @@ from contracts_schemas.base import Contract
 
 from servicekit.db import DATABASE_TROUBLE, Connection
 from servicekit.eventstore import EventStore
-from servicekit.unit_of_work import Conflict, RecordedEvent, Transactions, UnitOfWork, Unstorable
+from servicekit.unit_of_work import (
+    AfterCommit,
+    Conflict,
+    RecordedEvent,
+    Transactions,
+    UnitOfWork,
+    Unstorable,
+)
 
 U = TypeVar("U", bound=UnitOfWork)
 
@@ -31,18 +38,25 @@ _REFUSED = (asyncpg.DataError, asyncpg.CheckViolationError, asyncpg.NotNullViola
 
 
 class PostgresEventLog:
-    def __init__(self, store: EventStore, conn: Connection) -> None:
+    """The store on the transaction's connection; what it queues rings the store's
+    `queued` once the transaction committed (the relay then need not wait for its poll)."""
+
+    def __init__(self, store: EventStore, conn: Connection, after_commit: AfterCommit) -> None:
         self._store = store
         self._conn = conn
+        self._after_commit = after_commit
 
     async def append(self, stream_id: str, expected_version: int, events: Sequence[Event]) -> None:
         await self._store.append(self._conn, stream_id, expected_version, events)
+        self._after_commit(self._store.queued.set)
 
     async def append_many(self, appends: Sequence[tuple[str, int, Sequence[Event]]]) -> None:
         await self._store.append_many(self._conn, appends)
+        self._after_commit(self._store.queued.set)
 
     async def enqueue(self, messages: Sequence[Contract]) -> None:
         await self._store.enqueue(self._conn, messages)
+        self._after_commit(self._store.queued.set)
 
     async def stream_version(self, stream_id: str) -> int:
         return await self._store.stream_version(self._conn, stream_id)
@@ -66,11 +80,13 @@ class PostgresInbox:
 
 
 class PostgresUnitOfWork:
-    """The event log and the inbox on one connection; subclasses add repositories."""
+    """The event log and the inbox on one connection; subclasses add repositories (and
+    register their own after-commit work with the same `after_commit`)."""
 
     def __init__(self, conn: Connection, store: EventStore) -> None:
         self.conn = conn
-        self.events = PostgresEventLog(store, conn)
+        self.after_commit = AfterCommit()
+        self.events = PostgresEventLog(store, conn, self.after_commit)
         self.inbox = PostgresInbox(conn)
 
 

@@ -117,6 +117,7 @@ class Runtime:
             send=stream.send,
             lock_key=relay_lock_key(self.settings.schema_name),
             name=self.settings.schema_name,
+            queued=self.store.queued,
         )
         stopped = asyncio.Event()
         self._relays_stopped.setdefault(id(stream), []).append(stopped)

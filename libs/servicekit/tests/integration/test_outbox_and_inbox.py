@@ -7,7 +7,7 @@ marking rows sent (deleting them), and between the database commit and the offse
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import pytest
@@ -19,6 +19,7 @@ from kit_running import (
     consuming,
     effects,
     handled,
+    running,
     settings,
     started,
     stream_on,
@@ -27,6 +28,7 @@ from kit_running import (
 from servicekit.eventstore import EventStore
 from servicekit.kafka import OutgoingRecord, publish_all
 from servicekit.outbox import OutboxRelay
+from servicekit.postgres import PostgresUnitOfWork, postgres_transactions
 from servicekit.testing import read_topic, unique
 
 pytestmark = pytest.mark.integration
@@ -191,3 +193,57 @@ async def test_poison_messages_go_to_the_dead_letter_topic_with_a_reason_and_lat
     assert "schema violation" in reasons[2]
     assert {dict(r.headers)["x-dlq-original-topic"].decode() for r in dead} == {topic}
     assert [int(dict(r.headers)["x-dlq-original-offset"]) for r in dead] == [1, 2, 3]
+
+
+async def test_a_committed_append_of_this_process_wakes_the_idle_relay(
+    pool: asyncpg.Pool, bootstrap: str
+) -> None:
+    """An hour's idle interval: only the store's `queued`, set by the commit, can make
+    the relay publish the second event now (the first one it finds when it starts)."""
+    topic = unique("test.relay-wake")
+    store = EventStore("/test", topic_for=lambda _: topic)
+    transactions = postgres_transactions(pool, lambda conn: PostgresUnitOfWork(conn, store))
+
+    def appending(policy: str) -> Callable[[PostgresUnitOfWork], Awaitable[None]]:
+        async def work(uow: PostgresUnitOfWork) -> None:
+            await uow.events.append(policy, 0, [premium_paid(policy, 1)])
+
+        return work
+
+    await transactions.run(appending("pol-first"))
+    async with started(stream_on(pool, settings(bootstrap))) as stream:
+        relay = OutboxRelay(
+            pool, stream.publish, send=stream.send, lock_key=5, idle_interval=3600,
+            queued=store.queued,
+        )  # fmt: skip
+        async with running(relay.run):
+            await until(lambda: relay.published == 1)
+            await transactions.run(appending("pol-second"))
+            await until(lambda: relay.published == 2)
+    records = await read_topic(bootstrap, topic, at_least=2)
+    assert sorted(r.key for r in records) == [b"pol-first", b"pol-second"]
+
+
+async def test_only_a_committed_transaction_that_queued_rows_sets_the_stores_queued(
+    pool: asyncpg.Pool,
+) -> None:
+    store = EventStore("/test")
+    transactions = postgres_transactions(pool, lambda conn: PostgresUnitOfWork(conn, store))
+
+    async def append_then_fail(uow: PostgresUnitOfWork) -> None:
+        await uow.events.append("pol-rolled-back", 0, [premium_paid("pol-rolled-back", 1)])
+        raise Crash
+
+    async def read_only(uow: PostgresUnitOfWork) -> None:
+        await uow.events.stream_version("pol-any")
+
+    with pytest.raises(Crash):
+        await transactions.run(append_then_fail)
+    await transactions.run(read_only)
+    assert not store.queued.is_set()
+
+    async def enqueue(uow: PostgresUnitOfWork) -> None:
+        await uow.events.enqueue([premium_paid("pol-enqueued", 1)])
+
+    await transactions.run(enqueue)
+    assert store.queued.is_set()

@@ -192,7 +192,6 @@ class PostgresContractsUnitOfWork(PostgresUnitOfWork):
         self, conn: Connection, store: EventStore, states: PolicyStates | None = None
     ) -> None:
         super().__init__(conn, store)
-        self.after_commit = AfterCommit()
         self.policies = PostgresPolicies(
             self.events, conn, PolicyStates() if states is None else states, self.after_commit
         )
