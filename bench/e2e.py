@@ -60,7 +60,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from contracts.domain.policy import upstream_event_ids
+from contracts.domain.policy import event_seed, upstream_event_ids
 from contracts_schemas.base import Contract
 from contracts_schemas.claims import ClaimStatus, ClaimStatusChanged
 from contracts_schemas.cloudevents import encode
@@ -460,7 +460,7 @@ def _payment(customer: str, payment_id: str, at: datetime) -> PremiumPaidUpstrea
 def _premium_paid_id(payment: PremiumPaidUpstream) -> str:
     """The id of the PremiumPaid contracts records for the payment (CT-1: derived from the
     upstream message alone), the id of loyalty's fact of it."""
-    return str(upstream_event_ids(payment)(f"{PremiumPaid.__name__}#1"))
+    return str(upstream_event_ids(payment)(event_seed(PremiumPaid)))
 
 
 def _status_changed(customer: str, i: int, at: datetime) -> ClaimStatusChanged:

@@ -332,7 +332,9 @@ def fold(events: Iterable[PolicyEvent], state: PolicyState | None = None) -> Pol
 # --------------------------------------------------------------------------- helpers
 
 
-def _seed(event_type: type[PolicyEvent], n: int = 1) -> str:
+def event_seed(event_type: type[PolicyEvent], n: int = 1) -> str:
+    """The seed of the `n`-th event of `event_type` an input records: given to the input's
+    `NewEventId` (e.g. `upstream_event_ids(message)`), it is that event's id."""
     return f"{event_type.__name__}#{n}"
 
 
@@ -414,7 +416,7 @@ def issue_policy(
     """
     policy_id = _upstream_policy_id(message)
     _require_same_policy(state, policy_id)
-    event_id = ctx.new_event_id(_seed(PolicyIssued))
+    event_id = ctx.new_event_id(event_seed(PolicyIssued))
     if _seen(state, event_id):
         return []
     info = catalogue.info(message.product_line)
@@ -482,7 +484,7 @@ def record_premium_payment(
     policy_id = _upstream_policy_id(message)
     _require_same_policy(state, policy_id)
     state = _require_issued(state, message)
-    event_id = ctx.new_event_id(_seed(PremiumPaid))
+    event_id = ctx.new_event_id(event_seed(PremiumPaid))
     if _seen(state, event_id):
         return []
     recorded = state.payment(message.payment_id)
@@ -518,7 +520,7 @@ def cancel_policy(
     policy_id = _upstream_policy_id(message)
     _require_same_policy(state, policy_id)
     state = _require_issued(state, message)
-    event_id = ctx.new_event_id(_seed(PolicyCancelled))
+    event_id = ctx.new_event_id(event_seed(PolicyCancelled))
     if _seen(state, event_id):
         return []
     if state.is_cancelled:
@@ -551,7 +553,7 @@ def change_policyholders(
     policy_id = _upstream_policy_id(message)
     _require_same_policy(state, policy_id)
     state = _require_issued(state, message)
-    event_id = ctx.new_event_id(_seed(PolicyholdersChanged))
+    event_id = ctx.new_event_id(event_seed(PolicyholdersChanged))
     if _seen(state, event_id):
         return []
     holders = _customer_ids(message.policyholder_ids, "policyholder_ids")
@@ -669,7 +671,7 @@ def change_bank_details(
     state = _authorise_change(
         state, command.customer_id, command.account_activated, command.policy_id, ctx
     )
-    event_id = ctx.new_event_id(_seed(BankDetailsChanged))
+    event_id = ctx.new_event_id(event_seed(BankDetailsChanged))
     if _seen(state, event_id):
         return []
     state, iban = check_bank_details_change(state, command, ctx)
@@ -700,7 +702,7 @@ def report_move(
     state = _authorise_change(
         state, command.customer_id, command.account_activated, command.policy_id, ctx
     )
-    event_id = ctx.new_event_id(_seed(MoveReported))
+    event_id = ctx.new_event_id(event_seed(MoveReported))
     if _seen(state, event_id):
         return []
     if state.postal_address == command.new_address and state.moved_on == command.moved_on:
