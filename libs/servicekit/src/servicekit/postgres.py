@@ -48,15 +48,19 @@ class PostgresEventLog:
 
     async def append(self, stream_id: str, expected_version: int, events: Sequence[Event]) -> None:
         await self._store.append(self._conn, stream_id, expected_version, events)
-        self._after_commit(self._store.queued.set)
+        self._queued(len(events))
 
     async def append_many(self, appends: Sequence[tuple[str, int, Sequence[Event]]]) -> None:
         await self._store.append_many(self._conn, appends)
-        self._after_commit(self._store.queued.set)
+        self._queued(sum(len(events) for _, _, events in appends))
 
     async def enqueue(self, messages: Sequence[Contract]) -> None:
         await self._store.enqueue(self._conn, messages)
-        self._after_commit(self._store.queued.set)
+        self._queued(len(messages))
+
+    def _queued(self, rows: int) -> None:
+        if rows:
+            self._after_commit(self._store.queued.set)
 
     async def stream_version(self, stream_id: str) -> int:
         return await self._store.stream_version(self._conn, stream_id)

@@ -234,12 +234,13 @@ async def test_only_a_committed_transaction_that_queued_rows_sets_the_stores_que
         await uow.events.append("pol-rolled-back", 0, [premium_paid("pol-rolled-back", 1)])
         raise Crash
 
-    async def read_only(uow: PostgresUnitOfWork) -> None:
+    async def queue_nothing(uow: PostgresUnitOfWork) -> None:
         await uow.events.stream_version("pol-any")
+        await uow.events.append("pol-any", 0, [])
 
     with pytest.raises(Crash):
         await transactions.run(append_then_fail)
-    await transactions.run(read_only)
+    await transactions.run(queue_nothing)
     assert not store.queued.is_set()
 
     async def enqueue(uow: PostgresUnitOfWork) -> None:
