@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import NamedTuple
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
@@ -71,6 +71,23 @@ def topic_reader(
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
+
+
+async def records_up_to(
+    consumer: AIOKafkaConsumer, end: dict[TopicPartition, int], max_records: int | None = None
+) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """The records of `end`'s partitions (assigned, at their start position) below its
+    offsets, fetch by fetch: what a whole-topic read (a rebuild, a test) goes through."""
+    remaining = {tp for tp, offset in end.items() if offset > await consumer.position(tp)}
+    while remaining:
+        fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=max_records)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        for tp, partition_records in fetched.items():
+            records.extend(r for r in partition_records if r.offset < end[tp])
+            if partition_records and partition_records[-1].offset + 1 >= end[tp]:
+                remaining.discard(tp)
+        if records:
+            yield records
 
 
 def at_least_once_consumer(

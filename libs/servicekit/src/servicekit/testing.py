@@ -19,7 +19,13 @@ from contracts_schemas import topic_of
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import encode
 
-from servicekit.kafka import OutgoingRecord, publish_all, topic_partitions, topic_reader
+from servicekit.kafka import (
+    OutgoingRecord,
+    publish_all,
+    records_up_to,
+    topic_partitions,
+    topic_reader,
+)
 
 T = TypeVar("T")
 
@@ -75,15 +81,7 @@ async def read_whole_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[by
         consumer.assign(partitions)
         end = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        remaining = {tp for tp in partitions if end[tp] > 0}
-        while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, batch in fetched.items():
-                records.extend(r for r in batch if r.offset < end[tp])
-                if batch and batch[-1].offset + 1 >= end[tp]:
-                    remaining.discard(tp)
-        return records
+        return [r async for records in records_up_to(consumer, end) for r in records]
     finally:
         await consumer.stop()
 

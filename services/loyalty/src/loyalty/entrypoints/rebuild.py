@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import InvalidMessage, decode, from_kafka
-from servicekit.kafka import topic_partitions, topic_reader
+from servicekit.kafka import records_up_to, topic_partitions, topic_reader
 from servicekit.runtime import SERVICE_GC_THRESHOLD
 from servicekit.stream import Record
 from servicekit.unit_of_work import Transactions
@@ -90,7 +89,7 @@ async def _replay(
         progress(0, total)
         writer = _Writer(transactions, loyalty, in_flight, lambda done: progress(done, total))
         try:
-            async for records in _records_to(consumer, end, batch):
+            async for records in records_up_to(consumer, end, batch):
                 await writer.store(folded_messages(records), len(records))
             return await writer.finish()
         finally:
@@ -124,22 +123,6 @@ def _cloud_event_type(record: Record) -> bytes | None:
         if name == "ce_type":
             found = value
     return found
-
-
-async def _records_to(
-    consumer: AIOKafkaConsumer, end: dict[TopicPartition, int], batch: int
-) -> AsyncIterator[list[Record]]:
-    """The assigned partitions' records up to the `end` offsets, batch by batch."""
-    remaining = {tp for tp, offset in end.items() if offset > await consumer.position(tp)}
-    while remaining:
-        fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=batch)
-        records: list[Record] = []
-        for tp, partition_records in fetched.items():
-            records.extend(r for r in partition_records if r.offset < end[tp])
-            if partition_records and partition_records[-1].offset + 1 >= end[tp]:
-                remaining.discard(tp)
-        if records:
-            yield records
 
 
 class _Writer(Generic[U]):
