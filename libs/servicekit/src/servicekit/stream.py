@@ -563,12 +563,23 @@ def rewind(consumer: ConsumerProtocol, records: Sequence[Record]) -> None:
             log.info("rewind_skipped_revoked", topic=partition.topic, partition=partition.partition)
 
 
+def release_batch(message: KafkaMessage) -> None:
+    """Let go of a handled batch's records. Its message outlives the handling: asyncio
+    keeps the context the handling ran in (FastStream's context variables hold the message)
+    with every timer scheduled meanwhile, cancelled ones too until they were due (the
+    clients' request timeouts, 30 s and more); and FastStream caches the decoded body on
+    the message - here the message itself, a cycle only the cyclic collector frees. So
+    dozens of batches of records stayed alive, and the collector walked them again and
+    again. The first record stays: FastStream reads `raw_message[0]` (its log context)."""
+    message.clear_cache()
+    message.raw_message = message.raw_message[:1]
+
+
 def _on_batch(consumer: InboxConsumer[Any]) -> Callable[[KafkaMessage], Awaitable[None]]:
     failures = 0
 
-    async def consume(body: Any) -> None:
+    async def apply_and_commit(message: KafkaMessage) -> None:
         nonlocal failures
-        message: KafkaMessage = body  # what `_raw_records` decoded: the message itself
         records: tuple[Record, ...] = message.raw_message
         try:
             await consumer.process(records)
@@ -600,6 +611,13 @@ def _on_batch(consumer: InboxConsumer[Any]) -> Callable[[KafkaMessage], Awaitabl
                 error=type(exc).__name__,
                 exc_info=exc,
             )
+
+    async def consume(body: Any) -> None:
+        message: KafkaMessage = body  # what `_raw_records` decoded: the message itself
+        try:
+            await apply_and_commit(message)
+        finally:
+            release_batch(message)
 
     consume.__name__ = f"consume_{consumer.name}"
     return consume

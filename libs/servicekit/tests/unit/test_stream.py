@@ -9,7 +9,10 @@ itself hands over batches: records built by its `build_message`, to `process_mes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -30,6 +33,7 @@ from servicekit.stream import (
     EventStream,
     Rejected,
     dead_letter_record,
+    release_batch,
     rewind,
 )
 
@@ -235,6 +239,37 @@ def test_rewinding_skips_a_revoked_partition_and_still_rewinds_the_others() -> N
     consumer = SeekRecorder(revoked={TopicPartition("a", 0)})
     rewind(consumer, records_at(("a", 0, 7), ("a", 1, 3)))
     assert consumer.seeks == [(TopicPartition("a", 1), 3)]
+
+
+@contextmanager
+def no_cyclic_collection() -> Iterator[None]:
+    """Only reference counting frees objects meanwhile: what is kept by a cycle stays."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+async def test_a_handled_batch_lets_go_of_its_records_and_its_message_at_once() -> None:
+    records = tuple(records_at(("a", 0, 7), ("a", 0, 8), ("a", 0, 9)))
+    message = KafkaMessage(records, b"", consumer=SeekRecorder(revoked=set()))
+
+    async def itself(decoded: KafkaMessage) -> KafkaMessage:  # as the stream's decoder
+        return decoded
+
+    message.set_decoder(itself)
+    assert await message.decode() is message  # FastStream caches it: message -> message
+    later_record, message_itself = weakref.ref(records[1]), weakref.ref(message)
+    with no_cyclic_collection():
+        release_batch(message)
+        assert message.raw_message == records[:1]  # what FastStream may still read
+        del records
+        assert later_record() is None
+        del message
+        assert message_itself() is None
 
 
 def test_a_dead_letter_keeps_the_record_and_says_why_where_and_when() -> None:
