@@ -46,21 +46,19 @@ async def rebuild_facts(
         return await _replay(transactions, loyalty, bootstrap, topics, progress, batch, in_flight)
 
 
-#: The collector's first-generation threshold while replaying: above what a replay keeps
-#: alive at once (its batches in flight, ~10 container objects per record: ~180,000 with
-#: the defaults), so that reference counting alone frees the records and the collector
-#: only runs for garbage in cycles, which a replay hardly makes.
+#: The collector's first-generation threshold while replaying (`_fewer_collections`).
 REPLAY_GC_THRESHOLD = 500_000
 
 
 @contextmanager
 def _fewer_collections() -> Iterator[None]:
     """A first-generation collection walks every young object still alive, and while
-    replaying those are the few batches being decoded and stored: at a service's threshold
-    the collector ran every ~15,000 records and walked ~170,000 objects each time, 8-11 s of
-    a million records' 55-70 s (measured; at Python's own, a quarter to a third of the
-    CPU). It stays on, so cycles are still freed; the thresholds are restored
-    afterwards."""
+    replaying those are the batches being decoded and stored (~170,000 objects with the
+    defaults, ~10 per record): at a service's threshold the collector ran every ~15,000
+    records and walked them each time, 8-11 s of a million records' 55-70 s (measured).
+    Above what the batches keep alive, reference counting alone frees them, and the
+    collector, still on, only runs for garbage in cycles, which a replay hardly makes.
+    The thresholds are restored afterwards."""
     before = gc.get_threshold()
     gc.set_threshold(REPLAY_GC_THRESHOLD, *before[1:])
     try:
