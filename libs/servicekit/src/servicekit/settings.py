@@ -25,6 +25,11 @@ class ServiceSettings(BaseSettings):
     # How long the group waits for a silent member before it rebalances; a restarted static
     # member (same instance id) takes its place back without waiting at all.
     kafka_session_timeout_ms: int = Field(default=30_000, ge=6_000)
+    # Members of each consumer group in this process (`EventStream.subscriber`), each with
+    # partitions and a database connection of its own: while one waits on the database,
+    # another decodes. More throughput, but more and smaller batches at a steady load (the
+    # README has both measured); more than the topics' partitions would leave some idle.
+    kafka_consumers_per_group: int = Field(default=1, ge=1)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     jwks_url: str | None = None

@@ -428,42 +428,51 @@ class EventStream(Generic[U]):
         """
 
         def register(handler: InboxHandler[U]) -> InboxHandler[U]:
-            group_id = self.topic(group)
-            # One connection kept for the subscriber's batches (given back when idle).
-            transactions = held(self._transactions)
-            self._held.append(transactions)
-            consumer = InboxConsumer(
-                group_id, handler, transactions, self.publish,
-                self.topic(dead_letter_topic(group)), inbox,
-            )  # fmt: skip
             names = [self.topic(t) for t in topics]
-            self._topics += [*names, consumer.dead_letter_topic]
-            self.consumers.append(consumer)
-            subscriber = self.broker.subscriber(
-                *names,
-                batch=True,
-                group_id=group_id,
-                group_instance_id=f"{group_id}-{instance_id(self._settings)}",
-                auto_offset_reset="earliest",
-                ack_policy=AckPolicy.MANUAL,
-                isolation_level="read_committed",
-                max_records=1000,
-                # An empty fetch sleeps this long again in FastStream's loop: short, so
-                # an event arriving after a quiet spell waits at most ~50 ms longer.
-                batch_timeout_ms=50,
-                fetch_max_bytes=16 * 1024 * 1024,
-                max_partition_fetch_bytes=4 * 1024 * 1024,
-                session_timeout_ms=self._settings.kafka_session_timeout_ms,
-                heartbeat_interval_ms=3_000,
-                parser=_parse_batch,
-                decoder=_raw_records,
-                title=f"{group_id}:consume",
-                description=handler.__doc__,
-            )
-            subscriber(_on_batch(consumer))
+            self._topics += [*names, self.topic(dead_letter_topic(group))]
+            for member in range(self._settings.kafka_consumers_per_group):
+                self._member(group, names, handler, inbox, member)
             return handler
 
         return register
+
+    def _member(
+        self, group: str, topics: list[str], handler: InboxHandler[U], inbox: bool, member: int
+    ) -> None:
+        """One member of consumer group `group` in this process (`kafka_consumers_per_group`):
+        a FastStream subscriber of its own, with its own static instance id."""
+        group_id = self.topic(group)
+        # One connection kept for the member's batches (given back when idle).
+        transactions = held(self._transactions)
+        self._held.append(transactions)
+        consumer = InboxConsumer(
+            group_id, handler, transactions, self.publish,
+            self.topic(dead_letter_topic(group)), inbox,
+        )  # fmt: skip
+        self.consumers.append(consumer)
+        suffix = f"-{member}" if member else ""  # the first keeps the id it always had
+        subscriber = self.broker.subscriber(
+            *topics,
+            batch=True,
+            group_id=group_id,
+            group_instance_id=f"{group_id}-{instance_id(self._settings)}{suffix}",
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            isolation_level="read_committed",
+            max_records=1000,
+            # An empty fetch sleeps this long again in FastStream's loop: short, so
+            # an event arriving after a quiet spell waits at most ~50 ms longer.
+            batch_timeout_ms=50,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=self._settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=3_000,
+            parser=_parse_batch,
+            decoder=_raw_records,
+            title=f"{group_id}:consume",
+            description=handler.__doc__,
+        )
+        subscriber(_on_batch(consumer))
 
     async def start(self) -> None:
         await ensure_topics(

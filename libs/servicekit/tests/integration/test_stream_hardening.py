@@ -19,7 +19,16 @@ from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import encode
 from contracts_schemas.contracts import PremiumPaid
 from kit_factories import premium_paid
-from kit_running import consuming, effects, eventually, handled, record_effects, settings, started
+from kit_running import (
+    consuming,
+    effects,
+    eventually,
+    handled,
+    record_effects,
+    settings,
+    started,
+    stream_on,
+)
 from kit_running import until as until_true
 from servicekit.kafka import Headers, OutgoingRecord, publish_all
 from servicekit.postgres import PostgresUnitOfWork
@@ -216,6 +225,42 @@ async def test_an_instance_restarted_with_its_id_takes_its_partitions_back_as_th
         await until_true(lambda: consumer.applied == 1)
 
     assert [r["amount"] for r in await effects(pool)] == [100, 200]
+
+
+async def test_members_of_one_group_in_a_process_split_the_partitions_and_apply_each_event_once(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+) -> None:
+    topic, group, instance = unique("test.members"), unique("g"), unique("instance")
+    config = settings(bootstrap, instance=instance).model_copy(
+        update={"kafka_consumers_per_group": 3}
+    )
+    stream = stream_on(pool, config)
+    stream.subscriber(group, topic)(record_effects)
+    policies = [f"p{n}" for n in range(9)]
+    async with started(stream):
+        await eventually(lambda: _one_partition_each(bootstrap, group, 3))
+        members = await _members(bootstrap, group)
+        static_ids = {f"{group}-{instance}", f"{group}-{instance}-1", f"{group}-{instance}-2"}
+        # The broker names a static member by its instance id, a dash and a UUID.
+        assert {m.member_id[: -len("-") - 36] for m in members} == static_ids
+        for version in (1, 2):
+            paid = [premium_paid(p, version, version * 100 + n) for n, p in enumerate(policies)]
+            await publish_all(
+                producer, [r for m in paid for r in records_of(topic, m, key=m.policy_id)]
+            )
+        await until_true(lambda: sum(c.applied for c in stream.consumers) == 18)
+
+    assert all(c.applied for c in stream.consumers), "every member applied its partition"
+    assert sum(c.duplicates for c in stream.consumers) == 0
+    amounts = [r["amount"] for r in await effects(pool)]
+    assert sorted(amounts) == sorted(v * 100 + n for v in (1, 2) for n in range(9))
+    for n in range(9):  # order per key: each policy's first payment before its second
+        assert amounts.index(100 + n) < amounts.index(200 + n)
+
+
+async def _one_partition_each(bootstrap: str, group: str, count: int) -> bool:
+    members = await _members(bootstrap, group)
+    return len(members) == count and all(len(m.partitions) == 1 for m in members)
 
 
 async def _committed_total(bootstrap: str, group: str, total: int) -> bool:

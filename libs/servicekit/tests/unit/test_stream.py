@@ -168,6 +168,20 @@ async def test_without_the_inbox_every_delivery_reaches_the_handler_repeats_incl
     assert uow.inbox.seen == {}
 
 
+def test_a_group_gets_as_many_members_in_the_process_as_configured_each_with_its_consumer() -> None:
+    settings = ServiceSettings(service_name="loyalty", instance_id="unit")
+    stream = EventStream(
+        settings.model_copy(update={"kafka_consumers_per_group": 3}),
+        memory_transactions(InMemoryUnitOfWork()),
+    )
+    stream.subscriber(GROUP, TOPIC)(Applied())
+
+    members = [s for s in stream.broker.subscribers if getattr(s, "group_id", None) == GROUP]
+    assert len(members) == 3
+    assert [c.name for c in stream.consumers] == [GROUP] * 3
+    assert len({id(c) for c in stream.consumers}) == 3, "each its own inbox consumer"
+
+
 async def test_a_rejected_message_is_dead_lettered_with_its_reason_and_never_remembered() -> None:
     handler = Applied(refuse_policy="pol-closed")
     stream, uow = stream_with(handler)
