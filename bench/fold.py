@@ -8,10 +8,13 @@ offset commit), against a raw aiokafka consumer of the same fetch settings
 4: the loyalty service's own handler, `Loyalty.record_facts`, on its PostgreSQL unit of
    work, into a schema migrated with services/loyalty/migrations.
 
-Every run uses a fresh consumer group reading from the earliest offset until it has N
-records; the timer starts once the group assigned the partitions (joining is not timed).
-The timed runs, raw and subject alike, are on a frozen heap with the collector's threshold
-of a service process (`frozen_heap`).
+Every run uses a fresh topic and a fresh consumer group reading from the earliest offset
+until it has N records. The group's members settle on the topic while it is still empty
+and pause; the topic is filled; the timer starts when they resume (joining and
+rebalancing are not timed). 3 runs with one member (`ServiceSettings`), 4 with loyalty's
+own settings: `kafka_consumers_per_group` members, one per partition. The raw consumer
+then reads the same topic. The timed runs, raw and subject alike, are on a frozen heap
+with the collector's threshold of a service process (`frozen_heap`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from contracts_schemas.base import Contract
 from contracts_schemas.contracts import PremiumPaid
 from loyalty.bootstrap import MIGRATIONS
 from loyalty.bootstrap import unit_of_work as loyalty_unit_of_work
+from loyalty.config import LoyaltySettings
 from loyalty.domain.config import LoyaltyConfig
 from loyalty.handlers import Loyalty
 from servicekit.clock import SystemClock
@@ -34,11 +38,12 @@ from servicekit.eventstore import EventStore
 from servicekit.kafka import at_least_once_consumer, ensure_topics
 from servicekit.postgres import PostgresUnitOfWork, postgres_transactions
 from servicekit.settings import ServiceSettings
-from servicekit.stream import EventStream, InboxConsumer
+from servicekit.stream import EventStream
 from servicekit.testing import unique
 from servicekit.unit_of_work import UnitOfWork
 
 from bench.common import (
+    PARTITIONS,
     BenchFailure,
     PremiumPaidFactory,
     Row,
@@ -56,6 +61,7 @@ from bench.common import (
 
 AIM = 10_000.0  # the trivial projection
 LOYALTY_AIM = 25_000.0  # issue 12: the loyalty fold
+LOYALTY_FOLD = "EventStream + Loyalty.record_facts"
 WARM = 3_000
 
 U = TypeVar("U", bound=UnitOfWork)
@@ -113,77 +119,91 @@ def stream_settings(bootstrap: str) -> ServiceSettings:
 
 
 async def fold(
-    bootstrap: str,
     pool: asyncpg.Pool,
     unit_of_work: Callable[[Connection], U],
-    topic: str,
+    settings: ServiceSettings,
+    fill: Callable[[str], Awaitable[object]],
     count: int,
     handler: Handler[U],
     profile: str | None = None,
-) -> Timed:
-    """How long the `EventStream` subscriber of a fresh group takes to handle `count`
-    events, from the moment the group assigned it the partitions."""
-    group = unique("bench_fold")
-    stream = EventStream(stream_settings(bootstrap), postgres_transactions(pool, unit_of_work))
+) -> tuple[str, Timed]:
+    """A fresh topic, and how long the `EventStream` subscriber of a fresh group takes to
+    handle the `count` events `fill(topic)` produces to it, from the moment its members,
+    settled and paused while it was filled, resume."""
+    topic, group = unique("bench_fold"), unique("bench_fold")
+    await ensure_topics(settings.kafka_bootstrap, [topic])
+    stream = EventStream(settings, postgres_transactions(pool, unit_of_work))
     stream.subscriber(group, topic)(handler)
-    (inbox,) = stream.consumers
     deadline = deadline_for(count)
     await stream.start()
     try:
-        kafka = _kafka_consumer(stream, group)
-        await until(lambda: len(kafka.assignment()) > 0, deadline, "the group assignment")
+        members = _members(stream, group)
+        await until(lambda: _settled(members), deadline, f"{group} to settle")
+        for member in members:
+            member.pause(*member.assignment())
+        await fill(topic)
         with profiled(profile):
             started, cpu = time.perf_counter(), time.process_time()
+            for member in members:
+                member.resume(*member.assignment())
             # Polled every 10 ms, not 2: the wake-ups are CPU of this process, which the
             # raw consume (a plain loop that ends when it is done) does not pay.
             await until(
-                lambda: _handled(inbox) >= count, deadline, f"{group} to fold {count}", 0.01
+                lambda: _handled(stream) >= count, deadline, f"{group} to fold {count}", 0.01
             )
             timed = Timed(time.perf_counter() - started, time.process_time() - cpu)
     finally:
         await stream.close()
-    if inbox.duplicates or inbox.dead_lettered:
-        raise BenchFailure(
-            f"{inbox.duplicates} duplicates, {inbox.dead_lettered} dead letters in {group}"
-        )
-    return timed
+    if _handled(stream) != sum(inbox.applied for inbox in stream.consumers):
+        raise BenchFailure(f"duplicates or dead letters in {group}")
+    return topic, timed
 
 
-def _kafka_consumer(stream: EventStream[Any], group: str) -> Any:
-    """The aiokafka consumer behind the stream's subscriber of `group` (once started)."""
-    (subscriber,) = (s for s in stream.broker.subscribers if getattr(s, "group_id", "") == group)
-    return cast(Any, subscriber).consumer
+def _members(stream: EventStream[Any], group: str) -> list[Any]:
+    """The aiokafka consumers behind the stream's members of `group` (once started)."""
+    subscribers = [s for s in stream.broker.subscribers if getattr(s, "group_id", "") == group]
+    return [cast(Any, subscriber).consumer for subscriber in subscribers]
 
 
-def _handled(inbox: InboxConsumer[Any]) -> int:
-    return inbox.applied + inbox.duplicates + inbox.dead_lettered
+def _settled(members: Sequence[Any]) -> bool:
+    """Every member holds partitions, and together exactly the topic's: one generation."""
+    held = [len(member.assignment()) for member in members]
+    return all(held) and sum(held) == PARTITIONS
+
+
+def _handled(stream: EventStream[Any]) -> int:
+    return sum(i.applied + i.duplicates + i.dead_lettered for i in stream.consumers)
 
 
 async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
-    topic, warm_topic = unique("bench_fold"), unique("bench_fold_warm")
-    await ensure_topics(bootstrap, [topic, warm_topic])
     factory = PremiumPaidFactory()
-    await fill_topic(bootstrap, warm_topic, factory, WARM)
-    say(f"fold: producing {events} PremiumPaid events")
-    filled = await fill_topic(bootstrap, topic, factory, events, first=WARM)
-    say(f"fold: produced in {filled:.2f} s")
+    filled = 0
+
+    def filling(count: int) -> Callable[[str], Awaitable[object]]:
+        nonlocal filled
+        first, filled = filled, filled + count
+        return lambda topic: fill_topic(bootstrap, topic, factory, count, first=first)
+
     rows: list[Row] = []
     store = EventStore("/bench")
 
     def kit_unit_of_work(conn: Connection) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(conn, store)
 
+    settings = stream_settings(bootstrap)
     async with bench_schema(dsn, "bench_fold", []) as (_schema, pool):
         await pool.execute(
             "CREATE TABLE projection (event_id text PRIMARY KEY, policy_id text NOT NULL,"
             " amount_cents bigint NOT NULL)"
         )
-        await fold(bootstrap, pool, kit_unit_of_work, warm_topic, WARM, project)
+        await fold(pool, kit_unit_of_work, settings, filling(WARM), WARM, project)
+        say(f"fold: {events} PremiumPaid events, trivial projection")
         with frozen_heap():
+            topic, timed = await fold(
+                pool, kit_unit_of_work, settings, filling(events), events, project,
+                "fold_projection",
+            )  # fmt: skip
             raw = await raw_consume(bootstrap, topic, events)
-            timed = await fold(
-                bootstrap, pool, kit_unit_of_work, topic, events, project, "fold_projection"
-            )
         stored = await count_rows(pool, "projection")
         if stored != WARM + events:
             raise BenchFailure(f"projection has {stored} rows, expected {WARM + events}")
@@ -191,6 +211,30 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
                          timed, raw))  # fmt: skip
         projection = timed
 
+    # As the service is configured, then with a member per partition (if that differs).
+    configured = LoyaltySettings().kafka_consumers_per_group
+    for members in dict.fromkeys((configured, PARTITIONS)):
+        name = (
+            LOYALTY_FOLD if members == configured else f"  same, {members} members in one process"
+        )
+        timed, raw = await _loyalty_fold(dsn, bootstrap, events, members, filling)
+        rows.append(
+            _row("4 loyalty fold", name, events, timed, raw, LOYALTY_AIM, projection, members)
+        )
+    return rows
+
+
+async def _loyalty_fold(
+    dsn: str,
+    bootstrap: str,
+    events: int,
+    members: int,
+    filling: Callable[[int], Callable[[str], Awaitable[object]]],
+) -> tuple[Timed, Timed]:
+    """The loyalty fold with `members` members of the group, and the raw consume."""
+    settings = LoyaltySettings(
+        kafka_bootstrap=bootstrap, instance_id=unique("bench"), kafka_consumers_per_group=members
+    )
     async with bench_schema(dsn, "bench_loyalty", migrations_in(MIGRATIONS)) as (_, pool):
         loyalty = Loyalty(LoyaltyConfig(), SystemClock())
         loyalty_store = EventStore("/loyalty")
@@ -198,18 +242,18 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
         def loyalty_uow(conn: Connection) -> Any:
             return loyalty_unit_of_work(conn, loyalty_store)
 
-        await fold(bootstrap, pool, loyalty_uow, warm_topic, WARM, loyalty.record_facts)
+        await fold(pool, loyalty_uow, settings, filling(WARM), WARM, loyalty.record_facts)
+        say(f"fold: {events} PremiumPaid events, loyalty, {members} member(s)")
         with frozen_heap():
+            topic, timed = await fold(
+                pool, loyalty_uow, settings, filling(events), events, loyalty.record_facts,
+                f"fold_loyalty_{members}",
+            )  # fmt: skip
             raw = await raw_consume(bootstrap, topic, events)
-            timed = await fold(
-                bootstrap, pool, loyalty_uow, topic, events, loyalty.record_facts, "fold_loyalty"
-            )
         stored = await count_rows(pool, "facts")
         if stored != WARM + events:
             raise BenchFailure(f"facts has {stored} rows, expected {WARM + events}")
-        rows.append(_row("4 loyalty fold", "EventStream + Loyalty.record_facts", events,
-                         timed, raw, LOYALTY_AIM, projection))  # fmt: skip
-    return rows
+    return timed, raw
 
 
 def _row(
@@ -220,6 +264,7 @@ def _row(
     raw: Timed,
     aim: float = AIM,
     projection: Timed | None = None,
+    members: int = 1,
 ) -> Row:
     """With `projection`, the note also says how this run's time compares with the trivial
     projection's in the same run (both wait on the same PostgreSQL: steadier under load
@@ -239,8 +284,8 @@ def _row(
         baseline_seconds=raw.seconds,
         aim=f">= {aim:,.0f} events/s",
         note=f"{than_projection}CPU of this process per event: {cpu_us:.0f} us, raw"
-        f" {raw_cpu_us:.0f} us; fresh group each, earliest, batches of up to 1000, same"
-        " consumer settings",
+        f" {raw_cpu_us:.0f} us; fresh topic and group each, {members} member(s), earliest,"
+        " batches of up to 1000, same consumer settings",
     )
     result["met"] = result["events_per_s"] >= aim
     result["cpu_us_per_event"] = round(cpu_us)
