@@ -11,10 +11,10 @@ offset commit), against a raw aiokafka consumer of the same fetch settings
 Every run uses a fresh topic and a fresh consumer group reading from the earliest offset
 until it has N records. The group's members settle on the topic while it is still empty
 and pause; the topic is filled; the timer starts when they resume (joining and
-rebalancing are not timed). 3 runs with one member (`ServiceSettings`), 4 with loyalty's
-own settings: `kafka_consumers_per_group` members, one per partition. The raw consumer
-then reads the same topic. The timed runs, raw and subject alike, are on a frozen heap
-with the collector's threshold of a service process (`frozen_heap`).
+rebalancing are not timed). 3 runs with one member; 4 as loyalty is configured
+(`kafka_consumers_per_group`: one), then with a member per partition in the one process.
+The raw consumer then reads the same topic. The timed runs, raw and subject alike, are
+on a frozen heap with the collector's threshold of a service process (`frozen_heap`).
 """
 
 from __future__ import annotations
