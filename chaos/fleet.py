@@ -56,6 +56,10 @@ NOTIFIER = {
     # A send the notifier died in the middle of is tried again after this (the crash
     # window, README): short, so that the run can end.
     "PORTAL_SENDING_LEASE_SECONDS": "45",
+    # A send that failed (its channel or the documents service down) is tried again
+    # within seconds, not the production half minute and more: the run waits for it.
+    "PORTAL_RETRY_BASE_SECONDS": "2",
+    "PORTAL_RETRY_MAX_SECONDS": "10",
     "PORTAL_SMTP_TIMEOUT_SECONDS": "10",
     "PORTAL_SMS_TIMEOUT_SECONDS": "10",
     "PORTAL_DOCUMENTS_TIMEOUT_SECONDS": "10",

@@ -3,7 +3,7 @@
 
 End conditions (waited for exactly, then checked): every service's outbox has no
 unpublished row, every consumer group of the run has lag 0 on every partition, and the
-notifier has nothing queued or sending.
+notifier has nothing queued, sending or failed (a failed delivery waits for its retry).
 
 Invariants (each a row of the table, `ok` or not):
 - UPS-1 every upstream message accepted (policy, payment, cancellation; Kafka ack or 2xx)
@@ -62,7 +62,7 @@ class Check:
 
 async def end_conditions(fleet: Fleet, dsn: str, bootstrap: str) -> dict[str, int]:
     """What is still under way: unpublished outbox rows per service, lag per group,
-    notifier deliveries queued or sending. All zero: the run has ended."""
+    notifier deliveries not yet final. All zero: the run has ended."""
     left: dict[str, int] = {}
     conn = await asyncpg.connect(dsn)
     try:
@@ -71,9 +71,9 @@ async def end_conditions(fleet: Fleet, dsn: str, bootstrap: str) -> dict[str, in
             left[f"outbox {service}"] = int(await conn.fetchval(
                 f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL"  # noqa: S608
             ))  # fmt: skip
-        left["notifier queued/sending"] = int(await conn.fetchval(
+        left["notifier queued/sending/failed"] = int(await conn.fetchval(
             f"SELECT count(*) FROM {fleet.schema('notifier')}.deliveries"  # noqa: S608
-            " WHERE status IN ('queued', 'sending')"
+            " WHERE status IN ('queued', 'sending', 'failed')"
         ))  # fmt: skip
     finally:
         await conn.close()
@@ -220,9 +220,16 @@ async def _claims(stores: Stores, ledger: Ledger, mails: list[EmailMessage]) -> 
         "CL-5", "announcements e-mailed once (chosen channel)", len(changes),
         sum(1 for d in deliveries if d["status"] == "sent" and sent_mails[d["message_key"]] >= 1),
         lost=lost, doubled=doubled,
-        detail=f"{len(window)} twice in the documented crash window (reported, not failed)",
+        detail=f"{len(window)} twice in the documented crash window (reported, not failed)"
+        + _unsent(deliveries),
     )  # fmt: skip
     return [announce, notified]
+
+
+def _unsent(deliveries: list[asyncpg.Record]) -> str:
+    """The statuses of the deliveries not sent, for the report (empty when all were)."""
+    statuses = Counter(str(d["status"]) for d in deliveries if d["status"] != "sent")
+    return "".join(f"; {n} {status}" for status, n in sorted(statuses.items()))
 
 
 async def _redemptions(stores: Stores, ledger: Ledger) -> Check:
