@@ -429,16 +429,16 @@ class EventStream(Generic[U]):
 
         def register(handler: InboxHandler[U]) -> InboxHandler[U]:
             names = [self.topic(t) for t in topics]
-            self._topics += [*names, self.topic(dead_letter_topic(group))]
-            for member in range(self._settings.kafka_consumers_per_group):
-                self._member(group, names, handler, inbox, member)
+            members = range(self._settings.kafka_consumers_per_group)
+            consumers = [self._member(group, names, handler, inbox, m) for m in members]
+            self._topics += [*names, consumers[0].dead_letter_topic]
             return handler
 
         return register
 
     def _member(
         self, group: str, topics: list[str], handler: InboxHandler[U], inbox: bool, member: int
-    ) -> None:
+    ) -> InboxConsumer[U]:
         """One member of consumer group `group` in this process (`kafka_consumers_per_group`):
         a FastStream subscriber of its own, with its own static instance id."""
         group_id = self.topic(group)
@@ -473,6 +473,7 @@ class EventStream(Generic[U]):
             description=handler.__doc__,
         )
         subscriber(_on_batch(consumer))
+        return consumer
 
     async def start(self) -> None:
         await ensure_topics(
