@@ -154,8 +154,10 @@ async def fold(
             timed = Timed(time.perf_counter() - started, time.process_time() - cpu)
     finally:
         await stream.close()
-    if _handled(stream) != sum(inbox.applied for inbox in stream.consumers):
-        raise BenchFailure(f"duplicates or dead letters in {group}")
+    duplicates = sum(inbox.duplicates for inbox in stream.consumers)
+    dead_letters = sum(inbox.dead_lettered for inbox in stream.consumers)
+    if duplicates or dead_letters:
+        raise BenchFailure(f"{duplicates} duplicates, {dead_letters} dead letters in {group}")
     return topic, timed
 
 
