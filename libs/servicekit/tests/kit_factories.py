@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from aiokafka import ConsumerRecord
 from contracts_schemas.common import ProductLine
 from contracts_schemas.contracts import PremiumPaid
 from servicekit.memory import memory_transactions
@@ -50,3 +51,11 @@ def conflicting_once_at_commit(uow: U) -> Transactions[U]:
                 raise Conflict("could not serialize access")
 
     return Transactions(begin)
+
+
+def records_at(*positions: tuple[str, int, int]) -> list[ConsumerRecord[bytes, bytes]]:
+    """Empty records at these (topic, partition, offset) positions."""
+    return [
+        ConsumerRecord(topic, partition, offset, 0, 0, None, b"", 0, 0, 0, [])
+        for topic, partition, offset in positions
+    ]

@@ -34,7 +34,8 @@ message, so it continues that message's own trace.
 FastStream's consume loop swallows whatever a handler or its parser raises and fetches
 the next batch, whose commit would then move past the failed one. So nothing may escape
 here: the batch parser decodes nothing (the inbox consumer decodes and dead-letters
-records itself), and every failure of a batch rewinds its partitions before returning.
+records itself), and every failed batch is rewound before a later one is applied or
+committed (`batches.BatchLoop`, which also applies a large batch while the next is decoded).
 """
 
 from __future__ import annotations
@@ -49,23 +50,23 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import CloudEvent, InvalidMessage, decode, from_kafka
 from contracts_schemas.topics import dead_letter_topic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.kafka.message import ConsumerProtocol
 from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
 from faststream.kafka.testing import FakeProducer
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from servicekit.kafka import OutgoingRecord, ensure_topics, send_all, servers
+from servicekit.batches import BatchLoop
+from servicekit.kafka import OutgoingRecord, Record, ensure_topics, send_all, servers
 from servicekit.logging import get_logger
 from servicekit.metrics import BATCH_SECONDS, CONSUMED
 from servicekit.postgres import held, release_held
@@ -76,7 +77,6 @@ from servicekit.unit_of_work import Transactions, UnitOfWork, Unstorable
 log = get_logger(__name__)
 
 U = TypeVar("U", bound=UnitOfWork)
-Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 InboxHandler = Callable[[Sequence[Contract], U], Awaitable[None]]
 BatchParser = Callable[[tuple[Record, ...]], Awaitable[KafkaMessage]]
 
@@ -85,7 +85,8 @@ BatchParser = Callable[[tuple[Record, ...]], Awaitable[KafkaMessage]]
 # Bodies above this size are replaced by a reference to the original record.
 DEAD_LETTER_MAX_BODY = 512 * 1024
 MAX_REQUEST_SIZE = 2 * 1024 * 1024
-RETRY_PAUSE_SECONDS = (0.5, 1.0, 2.0, 5.0)
+#: Records decoded between two yields to the event loop (`InboxConsumer.decode`).
+DECODE_SLICE = 50
 #: Links of a batch's span to its messages' trace contexts, at most (OTel's default limit).
 MAX_LINKS = 128
 
@@ -122,6 +123,13 @@ class DeadLetter:
 Publish = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
 
 
+class Decoded(NamedTuple):
+    deliveries: list[Delivery]
+    dead: list[DeadLetter]
+    #: Records in the batch, decoded or not.
+    size: int
+
+
 @dataclass(frozen=True, slots=True)
 class Counts:
     applied: int
@@ -152,14 +160,29 @@ class InboxConsumer(Generic[U]):
 
     async def process(self, records: Sequence[Record]) -> None:
         """Apply one batch: effects and inbox committed, dead letters published."""
-        if not records:
+        await self.apply(await self.decode(records))
+
+    async def decode(self, records: Sequence[Record]) -> Decoded:
+        """The batch's deliveries and dead letters, decoded in slices with a yield to the
+        event loop between them (so a batch in flight goes on meanwhile: `batches`)."""
+        deliveries, dead = decode_records(records[:DECODE_SLICE])
+        for first in range(DECODE_SLICE, len(records), DECODE_SLICE):
+            await asyncio.sleep(0)
+            more, more_dead = decode_records(records[first : first + DECODE_SLICE])
+            deliveries += more
+            dead += more_dead
+        return Decoded(deliveries, dead, len(records))
+
+    async def apply(self, decoded: Decoded) -> None:
+        """Effects and inbox committed, dead letters published."""
+        deliveries, dead, size = decoded
+        if not size:
             return
-        deliveries, dead = decode_records(records)
         tracing = tracer(__name__)
         links, omitted = trace_links(
             [d.traceparent for d in deliveries] + [traceparent_of(x.record) for x in dead]
         )
-        attributes = self._attributes(len(records))
+        attributes = self._attributes(size)
         if omitted:
             attributes["messaging.batch.links_omitted"] = omitted
         # A root span: the batch belongs to no one trace; it links to all of them.
@@ -174,7 +197,7 @@ class InboxConsumer(Generic[U]):
         )
         with span as current, BATCH_SECONDS.labels(self.name).time():
             try:
-                dead += await self._apply(deliveries, tracing)
+                dead = dead + await self._apply(deliveries, tracing)
                 await self._dead_letter(dead)
             except Exception as exc:
                 _failed(current, exc)
@@ -410,6 +433,7 @@ class EventStream(Generic[U]):
         )
         self.consumers: list[InboxConsumer[U]] = []
         self._held: list[Transactions[U]] = []
+        self._batch_loops: list[BatchLoop[Decoded]] = []
         self._topics: list[str] = []
         #: Set once the topics exist and the broker started (the lag monitor waits for it).
         self.started = asyncio.Event()
@@ -472,8 +496,18 @@ class EventStream(Generic[U]):
             title=f"{group_id}:consume",
             description=handler.__doc__,
         )
-        subscriber(_on_batch(consumer))
+        subscriber(self._batch_loop(consumer))
         return consumer
+
+    def _batch_loop(self, consumer: InboxConsumer[U]) -> Callable[[Any], Awaitable[None]]:
+        loop = BatchLoop(consumer)
+        self._batch_loops.append(loop)
+
+        async def consume(body: Any) -> None:
+            await loop(body)
+
+        consume.__name__ = f"consume_{consumer.name}"  # FastStream names the handler by it
+        return consume
 
     async def start(self) -> None:
         await ensure_topics(
@@ -484,6 +518,8 @@ class EventStream(Generic[U]):
 
     async def close(self) -> None:
         self.started.clear()
+        for loop in self._batch_loops:
+            await loop.drain()
         await self.broker.stop()
         for transactions in self._held:
             await release_held(transactions)
@@ -553,81 +589,3 @@ async def _raw_records(message: KafkaMessage) -> Any:
     `KafkaMessage` - costs a hop to a worker thread per batch: its context lookup is
     synchronous, and FastStream's dependency injection runs such calls in a thread.)"""
     return message
-
-
-def rewind(consumer: ConsumerProtocol, records: Sequence[Record]) -> None:
-    """Seek every partition of the batch back to its first record, to read it again.
-
-    A partition revoked meanwhile is left alone: its next owner starts from its last
-    commit. (FastStream's `nack` stops at the first such partition, and the partitions
-    after it would be committed past records that were never applied.)
-    """
-    first: dict[TopicPartition, int] = {}
-    for record in records:
-        partition = TopicPartition(record.topic, record.partition)
-        first[partition] = min(record.offset, first.get(partition, record.offset))
-    for partition, offset in first.items():
-        try:
-            consumer.seek(partition, offset)
-        except IllegalStateError:
-            log.info("rewind_skipped_revoked", topic=partition.topic, partition=partition.partition)
-
-
-def release_batch(message: KafkaMessage) -> None:
-    """Let go of a handled batch's records. Its message outlives the handling: asyncio
-    keeps the context the handling ran in (FastStream's context variables hold the message)
-    with every timer scheduled meanwhile, cancelled ones too until they were due (the
-    clients' request timeouts, 30 s and more); and FastStream caches the decoded body on
-    the message - here the message itself, a cycle only the cyclic collector frees. So
-    dozens of batches of records stayed alive, and the collector walked them again and
-    again. The first record stays: FastStream reads `raw_message[0]` (its log context)."""
-    message.clear_cache()
-    message.raw_message = message.raw_message[:1]
-
-
-def _on_batch(consumer: InboxConsumer[Any]) -> Callable[[KafkaMessage], Awaitable[None]]:
-    failures = 0
-
-    async def apply_and_commit(message: KafkaMessage) -> None:
-        nonlocal failures
-        records: tuple[Record, ...] = message.raw_message
-        try:
-            await consumer.process(records)
-        except Exception as exc:
-            # Database or broker away: nothing of this batch was committed; read it again.
-            pause = RETRY_PAUSE_SECONDS[min(failures, len(RETRY_PAUSE_SECONDS) - 1)]
-            failures += 1
-            log.warning(
-                "batch_failed_retrying",
-                consumer=consumer.name,
-                error=type(exc).__name__,
-                exc_info=exc,
-            )
-            await asyncio.sleep(pause)
-            rewind(message.consumer, records)
-            return
-        failures = 0
-        try:
-            # Commits the consumer's position on each of its partitions: what the fetches
-            # so far returned, and batches are applied one at a time, each failed one
-            # rewound - so exactly what was applied (or dead-lettered).
-            await message.ack()
-        except KafkaError as exc:
-            # A rebalance or an unreachable coordinator: whoever reads these partitions next
-            # starts from the last commit, and the inbox absorbs what this batch applied.
-            log.warning(
-                "offset_commit_failed",
-                consumer=consumer.name,
-                error=type(exc).__name__,
-                exc_info=exc,
-            )
-
-    async def consume(body: Any) -> None:
-        message: KafkaMessage = body  # what `_raw_records` decoded: the message itself
-        try:
-            await apply_and_commit(message)
-        finally:
-            release_batch(message)
-
-    consume.__name__ = f"consume_{consumer.name}"
-    return consume

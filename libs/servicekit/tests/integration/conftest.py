@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+import structlog
 from aiokafka import AIOKafkaProducer
 from servicekit.db import create_pool, drop_schema, migrate
 from servicekit.kafka import reliable_producer
@@ -16,6 +17,18 @@ EFFECTS = (
     "0001_effects.sql",
     "CREATE TABLE effects (id bigserial PRIMARY KEY, event_id text NOT NULL, amount int NOT NULL);",
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracebacks_without_locals() -> Iterator[None]:
+    """structlog's console renderer (these tests do not configure logging) prints each
+    frame's locals with a logged exception; a failed batch's frames hold its thousand records,
+    which took it some 20 s to print."""
+    default = structlog.get_config()["processors"]
+    plain = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+    structlog.configure(processors=[*default[:-1], plain])
+    yield
+    structlog.configure(processors=default)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from kit_running import (
     stream_on,
 )
 from kit_running import until as until_true
+from servicekit.batches import PIPELINED_FROM
 from servicekit.kafka import Headers, OutgoingRecord, publish_all
 from servicekit.postgres import PostgresUnitOfWork
 from servicekit.stream import Rejected
@@ -184,6 +185,48 @@ async def test_a_batch_whose_database_connection_dies_is_read_again_and_applied_
 
     assert lost_connections == 1
     assert [r["amount"] for r in await effects(pool)] == [1, 2, 3, 4, 5], "each once"
+
+
+async def test_a_large_batch_whose_connection_dies_in_flight_is_read_again_and_applied_once(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
+) -> None:
+    """A batch of PIPELINED_FROM records or more is applied while the next is fetched and
+    decoded; when it fails, that next batch is dropped and both are read again."""
+    topic, group = unique("test.pipelined"), unique("g")
+    policies, per_policy = 12, 100
+    lost_connections = 0
+
+    async def losing_the_first_large_batch(
+        messages: Sequence[Contract], uow: PostgresUnitOfWork
+    ) -> None:
+        nonlocal lost_connections
+        await record_effects(messages, uow)
+        if lost_connections == 0 and len(messages) >= PIPELINED_FROM:
+            lost_connections += 1
+            await uow.conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    paid = [
+        premium_paid(f"p{n % policies}", n // policies + 1, amount_cents=n)
+        for n in range(1, policies * per_policy + 1)
+    ]
+    await publish_all(producer, [r for m in paid for r in records_of(topic, m, key=m.policy_id)])
+    stream, consumer = consuming(
+        pool,
+        settings(bootstrap),
+        group,
+        topic,
+        losing_the_first_large_batch,
+    )
+    async with started(stream):
+        await eventually(lambda: _committed_total(bootstrap, group, len(paid)))
+        assert (consumer.applied, consumer.duplicates) == (len(paid), 0)
+
+    assert lost_connections == 1, "a large batch was applied in flight, and failed"
+    amounts = [r["amount"] for r in await effects(pool)]
+    assert sorted(amounts) == [m.amount_cents for m in paid], "each once"
+    for n in range(policies):  # order per key
+        of_policy = [a for a in amounts if a % policies == n]
+        assert of_policy == sorted(of_policy)
 
 
 async def test_dead_letters_are_named_within_the_topic_prefix(

@@ -9,21 +9,18 @@ itself hands over batches: records built by its `build_message`, to `process_mes
 
 from __future__ import annotations
 
-import gc
-import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import encode
 from contracts_schemas.contracts import PremiumPaid
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 from faststream.kafka.testing import build_message
-from kit_factories import conflicting_once_at_commit, premium_paid
+from kit_factories import conflicting_once_at_commit, premium_paid, records_at
 from servicekit.kafka import OutgoingRecord
 from servicekit.memory import InMemoryUnitOfWork, memory_transactions
 from servicekit.settings import ServiceSettings
@@ -33,8 +30,6 @@ from servicekit.stream import (
     EventStream,
     Rejected,
     dead_letter_record,
-    release_batch,
-    rewind,
 )
 
 TOPIC = "portal.contracts.policy.v1"
@@ -216,74 +211,6 @@ async def test_publishing_before_the_broker_is_connected_is_a_kafka_error_the_re
     stream, _ = stream_with(Applied())
     with pytest.raises(KafkaError):
         await stream.publish([OutgoingRecord("t", "k", b"v", [])])
-
-
-class SeekRecorder:
-    def __init__(self, revoked: set[TopicPartition]) -> None:
-        self.revoked = revoked
-        self.seeks: list[tuple[TopicPartition, int]] = []
-
-    async def commit(self) -> None:
-        raise AssertionError("a failed batch is never committed")
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        if partition in self.revoked:
-            raise IllegalStateError(f"{partition} is not assigned")
-        self.seeks.append((partition, offset))
-
-
-def records_at(*positions: tuple[str, int, int]) -> list[ConsumerRecord[bytes, bytes]]:
-    return [
-        ConsumerRecord(topic, partition, offset, 0, 0, None, b"", 0, 0, 0, [])
-        for topic, partition, offset in positions
-    ]
-
-
-def test_rewinding_a_batch_seeks_each_partition_back_to_its_first_record() -> None:
-    consumer = SeekRecorder(revoked=set())
-    rewind(consumer, records_at(("a", 0, 7), ("a", 1, 3), ("a", 0, 8), ("b", 0, 40)))
-    assert consumer.seeks == [
-        (TopicPartition("a", 0), 7),
-        (TopicPartition("a", 1), 3),
-        (TopicPartition("b", 0), 40),
-    ]
-
-
-def test_rewinding_skips_a_revoked_partition_and_still_rewinds_the_others() -> None:
-    consumer = SeekRecorder(revoked={TopicPartition("a", 0)})
-    rewind(consumer, records_at(("a", 0, 7), ("a", 1, 3)))
-    assert consumer.seeks == [(TopicPartition("a", 1), 3)]
-
-
-@contextmanager
-def no_cyclic_collection() -> Iterator[None]:
-    """Only reference counting frees objects meanwhile: what is kept by a cycle stays."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-async def test_a_handled_batch_lets_go_of_its_records_and_its_message_at_once() -> None:
-    records = tuple(records_at(("a", 0, 7), ("a", 0, 8), ("a", 0, 9)))
-    message = KafkaMessage(records, b"", consumer=SeekRecorder(revoked=set()))
-
-    async def itself(decoded: KafkaMessage) -> KafkaMessage:  # as the stream's decoder
-        return decoded
-
-    message.set_decoder(itself)
-    assert await message.decode() is message  # FastStream caches it: message -> message
-    later_record, message_itself = weakref.ref(records[1]), weakref.ref(message)
-    with no_cyclic_collection():
-        release_batch(message)
-        assert message.raw_message == records[:1]  # what FastStream may still read
-        del records
-        assert later_record() is None
-        del message
-        assert message_itself() is None
 
 
 def test_a_dead_letter_keeps_the_record_and_says_why_where_and_when() -> None:

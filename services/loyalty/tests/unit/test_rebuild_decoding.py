@@ -25,7 +25,8 @@ from loyalty_harness import (
     registered,
 )
 from servicekit.clock import BERLIN
-from servicekit.stream import Record, decode_records
+from servicekit.kafka import Record
+from servicekit.stream import decode_records
 
 AT = datetime(2026, 3, 1, 9, 30, tzinfo=BERLIN)
 Headers = list[tuple[str, bytes]]

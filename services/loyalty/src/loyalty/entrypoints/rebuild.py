@@ -16,8 +16,7 @@ from typing import Generic, TypeVar
 
 from contracts_schemas.base import Contract
 from contracts_schemas.cloudevents import InvalidMessage, decode, from_kafka
-from servicekit.kafka import records_up_to, topic_partitions, topic_reader
-from servicekit.stream import Record
+from servicekit.kafka import Record, records_up_to, topic_partitions, topic_reader
 from servicekit.unit_of_work import Transactions
 
 from loyalty.handlers import ClearProjections, Loyalty
