@@ -124,6 +124,8 @@ Publish = Callable[[Sequence[OutgoingRecord]], Awaitable[None]]
 
 
 class Decoded(NamedTuple):
+    """A batch as `InboxConsumer.decode` read it."""
+
     deliveries: list[Delivery]
     dead: list[DeadLetter]
     #: Records in the batch, decoded or not.

@@ -8,7 +8,7 @@ and a restarted instance waiting out the session timeout for its own partitions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import asyncpg
 import pytest
@@ -158,32 +158,34 @@ async def test_a_rejected_message_is_not_remembered_so_its_replayed_dead_letter_
     assert [r["event_id"] for r in rows] == [str(before.event_id), str(unknown.event_id)]
 
 
+class LosingTheConnectionOnce:
+    """Records the effects; then, the first time `of_batch` holds for a batch's messages,
+    the server ends the connection in the middle of the batch's transaction."""
+
+    def __init__(self, of_batch: Callable[[Sequence[Contract]], bool] = lambda _: True) -> None:
+        self.lost = 0
+        self._of_batch = of_batch
+
+    async def __call__(self, messages: Sequence[Contract], uow: PostgresUnitOfWork) -> None:
+        await record_effects(messages, uow)
+        if not self.lost and self._of_batch(messages):
+            self.lost += 1
+            await uow.conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
 async def test_a_batch_whose_database_connection_dies_is_read_again_and_applied_once(
     pool: asyncpg.Pool, producer: AIOKafkaProducer, bootstrap: str
 ) -> None:
     topic, group = unique("test.db-loss"), unique("g")
-    lost_connections = 0
-
-    async def apply_losing_the_first_connection(
-        messages: Sequence[Contract], uow: PostgresUnitOfWork
-    ) -> None:
-        nonlocal lost_connections
-        await record_effects(messages, uow)
-        if lost_connections == 0:
-            lost_connections += 1
-            # The server ends this connection in the middle of the batch's transaction.
-            await uow.conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
-
     paid = [premium_paid("p1", v, amount_cents=v) for v in range(1, 6)]
     await publish_all(producer, records_of(topic, *paid))
-    stream, consumer = consuming(
-        pool, settings(bootstrap), group, topic, apply_losing_the_first_connection
-    )
+    handler = LosingTheConnectionOnce()
+    stream, consumer = consuming(pool, settings(bootstrap), group, topic, handler)
     async with started(stream):
         await eventually(lambda: _committed_total(bootstrap, group, 5))
         assert consumer.applied == 5
 
-    assert lost_connections == 1
+    assert handler.lost == 1
     assert [r["amount"] for r in await effects(pool)] == [1, 2, 3, 4, 5], "each once"
 
 
@@ -194,38 +196,22 @@ async def test_a_large_batch_whose_connection_dies_in_flight_is_read_again_and_a
     decoded; when it fails, that next batch is dropped and both are read again."""
     topic, group = unique("test.pipelined"), unique("g")
     policies, per_policy = 12, 100
-    lost_connections = 0
-
-    async def losing_the_first_large_batch(
-        messages: Sequence[Contract], uow: PostgresUnitOfWork
-    ) -> None:
-        nonlocal lost_connections
-        await record_effects(messages, uow)
-        if lost_connections == 0 and len(messages) >= PIPELINED_FROM:
-            lost_connections += 1
-            await uow.conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
-
     paid = [
-        premium_paid(f"p{n % policies}", n // policies + 1, amount_cents=n)
-        for n in range(1, policies * per_policy + 1)
+        premium_paid(f"p{n % policies}", n // policies + 1, amount_cents=n + 1)
+        for n in range(policies * per_policy)
     ]
     await publish_all(producer, [r for m in paid for r in records_of(topic, m, key=m.policy_id)])
-    stream, consumer = consuming(
-        pool,
-        settings(bootstrap),
-        group,
-        topic,
-        losing_the_first_large_batch,
-    )
+    handler = LosingTheConnectionOnce(lambda messages: len(messages) >= PIPELINED_FROM)
+    stream, consumer = consuming(pool, settings(bootstrap), group, topic, handler)
     async with started(stream):
         await eventually(lambda: _committed_total(bootstrap, group, len(paid)))
         assert (consumer.applied, consumer.duplicates) == (len(paid), 0)
 
-    assert lost_connections == 1, "a large batch was applied in flight, and failed"
+    assert handler.lost == 1, "a large batch was applied in flight, and failed"
     amounts = [r["amount"] for r in await effects(pool)]
     assert sorted(amounts) == [m.amount_cents for m in paid], "each once"
-    for n in range(policies):  # order per key
-        of_policy = [a for a in amounts if a % policies == n]
+    for policy in range(policies):  # order per key: amounts rise with the versions
+        of_policy = [a for a in amounts if (a - 1) % policies == policy]
         assert of_policy == sorted(of_policy)
 
 
