@@ -2,9 +2,10 @@
 the honest physical baseline of the same work.
 
 Both read the same topic of PremiumPaid CloudEvents with a fresh consumer group (earliest,
-the same fetch settings, batches of up to 1000), and per fetched batch, in ONE transaction,
-write the inbox rows (consumer, CloudEvents source#id) and one effect row per fresh event
-(event id, policy id, amount), then commit the offsets - the same guarantees:
+the same fetch settings, batches of up to the stream's `BATCH_RECORDS`), and per fetched
+batch, in ONE transaction, write the inbox rows (consumer, CloudEvents source#id) and one
+effect row per fresh event (event id, policy id, amount), then commit the offsets - the
+same guarantees:
 
 - baseline: raw aiokafka `getmany` + the envelope's id/source from the headers + the two
   body fields from `json.loads` + one unnest INSERT ... ON CONFLICT DO NOTHING RETURNING
@@ -45,7 +46,7 @@ from servicekit.eventstore import EventStore
 from servicekit.kafka import Headers, at_least_once_consumer, ensure_topics
 from servicekit.postgres import PostgresUnitOfWork, postgres_transactions
 from servicekit.settings import ServiceSettings
-from servicekit.stream import EventStream, InboxConsumer
+from servicekit.stream import BATCH_RECORDS, EventStream, InboxConsumer
 from servicekit.testing import unique
 
 from bench.common import (
@@ -163,7 +164,7 @@ async def raw_consume_and_write(
         async with pool.acquire() as conn:
             watch = _Watch()
             while seen < count:
-                fetched = await consumer.getmany(timeout_ms=200, max_records=1000)
+                fetched = await consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
                 records = [r for batch in fetched.values() for r in batch]
                 if records:
                     await _write_raw(conn, group, records)
@@ -283,7 +284,7 @@ async def run(dsn: str, bootstrap: str, events: int) -> list[Row]:
             f"best of {ROUNDS} alternating runs each (raw {_runs(raw_runs)} s;"
             f" stream {_runs(subject_runs)} s); CPU of this process per event: raw"
             f" {_cpu_us(raw_runs, events)} us, stream {_cpu_us(subject_runs, events)} us;"
-            " fresh group, earliest, batches <= 1000"
+            f" fresh group, earliest, batches <= {BATCH_RECORDS}"
         ),
     )
     result["met"] = (result.get("ratio") or 0.0) >= AIM_RATIO

@@ -38,7 +38,7 @@ from servicekit.eventstore import EventStore
 from servicekit.kafka import at_least_once_consumer, ensure_topics
 from servicekit.postgres import PostgresUnitOfWork, postgres_transactions
 from servicekit.settings import ServiceSettings
-from servicekit.stream import EventStream
+from servicekit.stream import BATCH_RECORDS, EventStream
 from servicekit.testing import unique
 from servicekit.unit_of_work import UnitOfWork
 
@@ -103,7 +103,7 @@ async def raw_consume(bootstrap: str, topic: str, count: int) -> Timed:
         seen = 0
         started, cpu = time.perf_counter(), time.process_time()
         while seen < count:
-            batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+            batch = await consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
             seen += sum(len(records) for records in batch.values())
             if time.perf_counter() > deadline:
                 raise BenchFailure(f"raw consumer saw {seen}/{count}")
@@ -287,7 +287,7 @@ def _row(
         aim=f">= {aim:,.0f} events/s",
         note=f"{than_projection}CPU of this process per event: {cpu_us:.0f} us, raw"
         f" {raw_cpu_us:.0f} us; fresh topic and group each, {members} member(s), earliest,"
-        " batches of up to 1000, same consumer settings",
+        f" batches of up to {BATCH_RECORDS}, same consumer settings",
     )
     result["met"] = result["events_per_s"] >= aim
     result["cpu_us_per_event"] = round(cpu_us)

@@ -85,6 +85,10 @@ BatchParser = Callable[[tuple[Record, ...]], Awaitable[KafkaMessage]]
 # Bodies above this size are replaced by a reference to the original record.
 DEAD_LETTER_MAX_BODY = 512 * 1024
 MAX_REQUEST_SIZE = 2 * 1024 * 1024
+#: Records of a fetched batch at most, applied in one transaction. Catching up, 2,000 per
+#: batch folded 29,500 / 30,200 loyalty events/s against 26,600 / 27,100 with 1,000
+#: (alternating runs); a steady load's batches are far smaller.
+BATCH_RECORDS = 2000
 #: Records decoded between two yields to the event loop (`InboxConsumer.decode`).
 DECODE_SLICE = 50
 #: Links of a batch's span to its messages' trace contexts, at most (OTel's default limit).
@@ -485,7 +489,7 @@ class EventStream(Generic[U]):
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
             isolation_level="read_committed",
-            max_records=1000,
+            max_records=BATCH_RECORDS,
             # An empty fetch sleeps this long again in FastStream's loop: short, so
             # an event arriving after a quiet spell waits at most ~50 ms longer.
             batch_timeout_ms=50,

@@ -195,7 +195,7 @@ async def test_a_large_batch_whose_connection_dies_in_flight_is_read_again_and_a
     """A batch of PIPELINED_FROM records or more is applied while the next is fetched and
     decoded; when it fails, that next batch is dropped and both are read again."""
     topic, group = unique("test.pipelined"), unique("g")
-    policies, per_policy = 12, 100
+    policies, per_policy = 12, 200  # more than one batch (BATCH_RECORDS)
     paid = [
         premium_paid(f"p{n % policies}", n // policies + 1, amount_cents=n + 1)
         for n in range(policies * per_policy)
