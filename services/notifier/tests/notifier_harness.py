@@ -311,6 +311,20 @@ class Running:
 
         return await until(check)
 
+    async def waiting(self, customer_id: str, count: int) -> None:
+        """Until `count` events wait in the customer's view for the customer to be known."""
+
+        async def check() -> bool:
+            async with self.service.runtime.pool.acquire() as conn:
+                waiting = await conn.fetchval(
+                    "SELECT jsonb_array_length(view->'waiting') FROM contacts"
+                    " WHERE customer_id = $1",
+                    customer_id,
+                )
+            return waiting == count
+
+        await until(check)
+
     async def contact_known(self, customer_id: str) -> None:
         async def check() -> bool:
             async with self.service.runtime.pool.acquire() as conn:

@@ -55,6 +55,26 @@ async def test_cl4_claim_status_changed_on_kafka_yields_exactly_one_german_email
         assert "Leistung bewilligt" not in json.dumps(details)
 
 
+async def test_cl5_nt3_a_status_change_read_before_the_registration_is_emailed_after_it() -> None:
+    """Identity's topic behind the claims topic: the notice waits in the contact view."""
+    async with running_smtp() as smtp, running_notifier(smtp_port=smtp.port) as notifier:
+        erika = Customer()
+        changed = erika.claim_status("claim-000124", ClaimStatus.APPROVED)
+        await notifier.publish(changed)
+        await notifier.waiting(erika.customer_id, 1)
+        assert await notifier.deliveries(customer_id=erika.customer_id) == []
+
+        await notifier.publish(erika.registered())
+
+        (delivery,) = await notifier.settled(erika.customer_id)
+        await smtp.handler.arrived.wait()
+        assert delivery["status"] == "sent"
+        assert delivery["message_key"] == erika.email_key(changed)
+        (envelope,) = smtp.handler.envelopes
+        assert envelope.rcpt_tos == [erika.email]
+        await notifier.waiting(erika.customer_id, 0)
+
+
 async def test_nt4_sms_provider_failing_twice_then_accepting_yields_one_sms() -> None:
     async with (
         running_sms_provider() as provider,

@@ -11,7 +11,7 @@ from contracts_schemas.documents import (
     EmailInsteadOfLetterActivated,
     EmailInsteadOfLetterDeactivated,
 )
-from notifier.domain.contacts import ContactView, apply
+from notifier.domain.contacts import MAX_WAITING, ContactView, apply, wait, waiting_events
 
 
 def test_nt3_registration_creates_the_view_with_name_email_mobile_and_address(ev):
@@ -150,3 +150,16 @@ def test_id9_doc4_cancellation_ends_email_instead_of_letter_for_good(ev):
 
     assert view.cancelled
     assert not view.email_instead_of_letter
+
+
+def test_nt3_events_wait_in_the_view_of_an_unknown_customer_the_latest_at_most(ev):
+    view = None
+    changes = [ev.claim_status() for _ in range(MAX_WAITING + 2)]
+    for change in changes:
+        view = wait(view, ev.customer_id, change)
+        view = wait(view, ev.customer_id, change)  # redelivered
+
+    assert view is not None
+    assert not view.known
+    assert waiting_events(view) == changes[2:]
+    assert apply(view, ev.registration).known

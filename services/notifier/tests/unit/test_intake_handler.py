@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from contracts_schemas.claims import ClaimStatus
 from contracts_schemas.loyalty import PointsCredited
 from notifier.domain.delivery import DeliveryStatus
 from notifier.domain.messages import ChannelKind, MessageKind
@@ -64,6 +65,57 @@ async def test_nt2_a_notice_for_a_customer_not_known_yet_is_not_planned(ev):
     await h.consume(ev.claim_status())
 
     assert await h.deliveries() == []
+
+
+async def test_cl5_nt3_a_claim_read_before_its_customer_is_emailed_once_the_registration_arrives(
+    ev,
+):
+    """A backlog on identity's topic: the claim and its status changes are read first; the
+    notices wait in the contact view and go out when the registration is folded."""
+    h = handlers(ev.now)
+    first, second = ev.claim_status(), ev.claim_status(new_status=ClaimStatus.ASSESSMENT)
+
+    await h.consume(ev.claim_reported(), first)
+    await h.consume(second)
+    assert await h.deliveries() == []
+
+    await h.consume(ev.registration)
+
+    records = await h.deliveries()
+    assert sorted(r.event_id for r in records) == sorted([first.event_id, second.event_id])
+    assert {(r.kind, r.channel) for r in records} == {
+        (MessageKind.CLAIM_STATUS_CHANGED, ChannelKind.EMAIL)
+    }
+    assert all(r.recipient == "e***@example.org" for r in records)
+    views = await h.uow.contacts.read([ev.customer_id])
+    assert views[ev.customer_id].waiting == ()
+
+
+async def test_nt3_a_notice_that_waited_is_stored_once_however_often_its_event_arrives(ev):
+    h = handlers(ev.now)
+    changed = ev.claim_status()
+
+    await h.consume(changed)
+    await h.consume(changed)
+    await h.consume(ev.registration)
+    await h.consume(changed)
+
+    (record,) = await h.deliveries()
+    assert record.event_id == changed.event_id
+
+
+async def test_nt2_a_known_customer_without_the_means_of_a_message_gets_none_later_either(ev):
+    """Only customers the notifier does not know yet make a notice wait: a known one that
+    cannot be reached that way (no e-mail verified for a security notice) gets none."""
+    h = handlers(ev.now)
+    await h.consume(ev.registration)
+
+    await h.consume(ev.locked())
+    await h.consume(ev.verification)
+
+    assert await h.deliveries() == []
+    views = await h.uow.contacts.read([ev.customer_id])
+    assert views[ev.customer_id].waiting == ()
 
 
 async def test_nt2_events_the_notifier_does_not_act_on_change_nothing(ev):

@@ -25,6 +25,11 @@ Robustness of the fold:
 - DOC-4 e-mail-instead-of-letter comes from the documents context's mailbox stream. Its
   events are compared by business time (`occurred_at`), not arrival order: a redelivered
   older activation cannot undo a newer deactivation.
+- A message-triggering event of a customer whose registration has not arrived yet (a
+  claim's status change read before identity's events, which a backlog on identity's
+  topic can cause) waits in the view (`waiting`) until an identity event makes the
+  customer `known`; then it is planned (NT-2, CL-5). At most `MAX_WAITING` wait: a
+  customer who never registers keeps the latest.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeAlias, assert_never, get_args
 
+from contracts_schemas.base import Event
 from contracts_schemas.claims import ClaimNotificationChannelChosen, ClaimReported
 from contracts_schemas.common import NotificationChannel, PostalAddress
 from contracts_schemas.documents import (
@@ -45,6 +51,7 @@ from contracts_schemas.identity import (
     CustomerRegistered,
     EmailVerified,
 )
+from contracts_schemas.registry import REGISTRY
 from pydantic import BaseModel, ConfigDict, Field
 
 ContactEvent: TypeAlias = (
@@ -64,6 +71,19 @@ IdentityEvent: TypeAlias = (
 
 #: The event types `apply` folds (for subscription and dispatch), read off the union.
 CONTACT_EVENT_TYPES: tuple[type[ContactEvent], ...] = get_args(ContactEvent)
+
+
+#: Events that wait for a customer's registration, per customer, at most.
+MAX_WAITING = 100
+
+
+class WaitingEvent(BaseModel):
+    """A message-triggering event kept until its customer is known: its type and body."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    data: str
 
 
 class ClaimChannelChoice(BaseModel):
@@ -97,6 +117,13 @@ class ContactView(BaseModel):
     #: Last identity event folded, for ignoring stale redeliveries.
     identity_stream: str | None = None
     identity_version: int = 0
+    #: Events that trigger messages, read before the customer was known (module text).
+    waiting: tuple[WaitingEvent, ...] = ()
+
+    @property
+    def known(self) -> bool:
+        """An identity event was folded: the notifier knows how to reach the customer."""
+        return self.identity_stream is not None
 
     @property
     def name(self) -> str | None:
@@ -107,6 +134,26 @@ class ContactView(BaseModel):
         """CL-5: the chosen channel; e-mail when the customer never chose."""
         choice = self.claim_channels.get(claim_id)
         return choice.channel if choice is not None else NotificationChannel.EMAIL
+
+
+def wait(view: ContactView | None, customer_id: str, event: Event) -> ContactView:
+    """`view` with `event` waiting for the customer to be known, once (the oldest dropped
+    beyond `MAX_WAITING`)."""
+    view = view or ContactView(customer_id=customer_id)
+    waiting = WaitingEvent(type=event.type_name(), data=event.model_dump_json())
+    if waiting in view.waiting:  # a redelivery
+        return view
+    return view.model_copy(update={"waiting": (*view.waiting, waiting)[-MAX_WAITING:]})
+
+
+def waiting_events(view: ContactView) -> list[Event]:
+    """The events waiting in `view`, decoded, in the order they came."""
+    events: list[Event] = []
+    for waiting in view.waiting:
+        event = REGISTRY[waiting.type].model.model_validate_json(waiting.data)
+        assert isinstance(event, Event)
+        events.append(event)
+    return events
 
 
 def customer_of(event: ContactEvent) -> str:

@@ -29,7 +29,14 @@ from servicekit.logging import get_logger
 
 from notifier.adapters.render import Renderer, RenderError
 from notifier.domain import delivery as states
-from notifier.domain.contacts import CONTACT_EVENT_TYPES, ContactEvent, ContactView, apply
+from notifier.domain.contacts import (
+    CONTACT_EVENT_TYPES,
+    ContactEvent,
+    ContactView,
+    apply,
+    wait,
+    waiting_events,
+)
 from notifier.domain.delivery import Delivery, DeliveryStatus
 from notifier.domain.guard import SensitiveContentError
 from notifier.domain.messages import OutgoingMessage, RenderedMessage
@@ -77,24 +84,72 @@ class Intake:
         views: dict[str, ContactView | None] = dict(await uow.contacts.lock(folding, now))
         views.update(await uow.contacts.read(planning - folding))
         planned: list[NewDelivery] = []
+        unknown: list[PlannedEvent] = []  # for customers not known yet (contacts.py)
         changed: set[str] = set()
         for event in events:
             if isinstance(event, PLANNED_EVENT_TYPES):
                 planner = customer_of_planned(event)
                 view = views.get(planner) if planner is not None else None
                 messages_ = plan_messages(event, view, settings=self.plan_settings)
-                if not messages_:
-                    log.info("no_message", event_type=event.type_name(), event_id=event.event_id)
-                planned += [self._prepare(event, message, now) for message in messages_]
+                if not messages_ and planner is not None and (view is None or not view.known):
+                    unknown.append(event)  # nothing to plan with: no contact data yet
+                else:
+                    planned += self._prepared(event, messages_, now)
             if isinstance(event, CONTACT_EVENT_TYPES):
                 customer = event.customer_id
                 views[customer] = apply(views.get(customer), event)
                 changed.add(customer)
+        planned += await self._plan_or_wait(unknown, views, changed, uow, now)
         await uow.contacts.save([v for c in sorted(changed) if (v := views.get(c))], now)
         inserted = await uow.deliveries.add(planned, now)
         channel_of = {n.message.message_key: n.message.channel.value for n in planned}
         for key, status in inserted:
             TRANSITIONS.labels(channel_of[key], status.value).inc()
+
+    async def _plan_or_wait(
+        self,
+        unknown: list[PlannedEvent],
+        views: dict[str, ContactView | None],
+        changed: set[str],
+        uow: NotifierUnitOfWork,
+        now: datetime,
+    ) -> list[NewDelivery]:
+        """Events that planned nothing for a customer not known when they were read: planned
+        again if their view (now locked: an instance folding the registration meanwhile has
+        committed) is known, else kept waiting in it; then what waited in a view this batch
+        made known."""
+        customers = {c for e in unknown if (c := customer_of_planned(e)) is not None}
+        views.update(await uow.contacts.lock(customers - changed, now))
+        planned: list[NewDelivery] = []
+        for event in unknown:
+            customer = customer_of_planned(event)
+            assert customer is not None
+            view = views.get(customer)
+            if view is not None and view.known:
+                planned += self._plan(event, view, now)
+                continue
+            views[customer] = wait(view, customer, event)
+            changed.add(customer)
+            log.info("waiting_for_contact", event_type=event.type_name(), event_id=event.event_id)
+        for customer in sorted(changed):
+            view = views.get(customer)
+            if view is not None and view.known and view.waiting:
+                for waited in waiting_events(view):
+                    assert isinstance(waited, PLANNED_EVENT_TYPES)
+                    planned += self._plan(waited, view, now)
+                views[customer] = view.model_copy(update={"waiting": ()})
+        return planned
+
+    def _plan(self, event: PlannedEvent, view: ContactView, now: datetime) -> list[NewDelivery]:
+        messages = plan_messages(event, view, settings=self.plan_settings)
+        return self._prepared(event, messages, now)
+
+    def _prepared(
+        self, event: PlannedEvent, messages: list[OutgoingMessage], now: datetime
+    ) -> list[NewDelivery]:
+        if not messages:
+            log.info("no_message", event_type=event.type_name(), event_id=event.event_id)
+        return [self._prepare(event, message, now) for message in messages]
 
     def _prepare(self, event: PlannedEvent, message: OutgoingMessage, now: datetime) -> NewDelivery:
         delivery = states.queued(message, now)
