@@ -211,8 +211,13 @@ async def _claims(stores: Stores, ledger: Ledger, mails: list[EmailMessage]) -> 
         """, [r["event_id"] for r in changes])  # noqa: S608  # fmt: skip
     by_event = Counter(str(d["event_id"]) for d in deliveries)
     sent_mails = Counter(str(m["Message-ID"]).strip("<>").split("@")[0] for m in mails)
-    lost = sum(1 for r in changes if by_event[r["event_id"]] == 0)
-    lost += sum(1 for d in deliveries if d["status"] != "sent" or sent_mails[d["message_key"]] == 0)
+    unplanned = sum(1 for r in changes if by_event[r["event_id"]] == 0)
+    unreceived = sum(
+        1 for d in deliveries if d["status"] == "sent" and sent_mails[d["message_key"]] == 0
+    )
+    lost = unplanned + sum(
+        1 for d in deliveries if d["status"] != "sent" or sent_mails[d["message_key"]] == 0
+    )
     twice = [d for d in deliveries if sent_mails[d["message_key"]] > 1]
     window = [d for d in twice if d["crashed"]]
     doubled = len(twice) - len(window) + sum(1 for n in by_event.values() if n > 1)
@@ -221,6 +226,8 @@ async def _claims(stores: Stores, ledger: Ledger, mails: list[EmailMessage]) -> 
         sum(1 for d in deliveries if d["status"] == "sent" and sent_mails[d["message_key"]] >= 1),
         lost=lost, doubled=doubled,
         detail=f"{len(window)} twice in the documented crash window (reported, not failed)"
+        + (f"; {unplanned} without a delivery" if unplanned else "")
+        + (f"; {unreceived} sent, not in the sink" if unreceived else "")
         + _unsent(deliveries),
     )  # fmt: skip
     return [announce, notified]
