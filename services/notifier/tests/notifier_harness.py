@@ -315,27 +315,24 @@ class Running:
         """Until `count` events wait in the customer's view for the customer to be known."""
 
         async def check() -> bool:
-            async with self.service.runtime.pool.acquire() as conn:
-                waiting = await conn.fetchval(
-                    "SELECT jsonb_array_length(view->'waiting') FROM contacts"
-                    " WHERE customer_id = $1",
-                    customer_id,
-                )
-            return waiting == count
+            waiting = await self._contact(customer_id, "jsonb_array_length(view->'waiting')")
+            return bool(waiting == count)
 
         await until(check)
 
     async def contact_known(self, customer_id: str) -> None:
         async def check() -> bool:
-            async with self.service.runtime.pool.acquire() as conn:
-                return bool(
-                    await conn.fetchval(
-                        "SELECT view IS NOT NULL FROM contacts WHERE customer_id = $1",
-                        customer_id,
-                    )
-                )
+            return bool(await self._contact(customer_id, "view IS NOT NULL"))
 
         await until(check)
+
+    async def _contact(self, customer_id: str, expression: str) -> Any:
+        """`expression` of the customer's row in `contacts` (None without one)."""
+        async with self.service.runtime.pool.acquire() as conn:
+            return await conn.fetchval(
+                f"SELECT {expression} FROM contacts WHERE customer_id = $1",  # noqa: S608
+                customer_id,
+            )
 
 
 @asynccontextmanager

@@ -152,25 +152,20 @@ class BatchLoop(Generic[D]):
         rewind(kafka, records)
 
 
-def first_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
-    """Each partition of the batch and the offset of its first record."""
-    first: dict[tuple[str, int], int] = {}
+def offset_ranges(records: Sequence[Record]) -> dict[TopicPartition, range]:
+    """Each partition of the batch and the offsets from its first record to after its last.
+    (Keyed by plain tuples while reading: once per record, a `TopicPartition` costs more.)"""
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
     for record in records:
-        position = (record.topic, record.partition)
-        if first.get(position, record.offset) >= record.offset:
-            first[position] = record.offset
-    return {TopicPartition(*position): offset for position, offset in first.items()}
+        position, offset = (record.topic, record.partition), record.offset
+        first, after = ranges.get(position, (offset, offset + 1))
+        ranges[position] = (min(first, offset), max(after, offset + 1))
+    return {TopicPartition(*p): range(first, after) for p, (first, after) in ranges.items()}
 
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
-    """The offset to commit for each partition of the batch: the one after its last record.
-    (Keyed by plain tuples while reading: once per record, a `TopicPartition` costs more.)"""
-    after: dict[tuple[str, int], int] = {}
-    for record in records:
-        position = (record.topic, record.partition)
-        if after.get(position, 0) <= record.offset:
-            after[position] = record.offset + 1
-    return {TopicPartition(*position): offset for position, offset in after.items()}
+    """The offset to commit for each partition of the batch: the one after its last record."""
+    return {partition: offsets.stop for partition, offsets in offset_ranges(records).items()}
 
 
 def rewind(consumer: ConsumerProtocol, records: Sequence[Record]) -> None:
@@ -180,9 +175,9 @@ def rewind(consumer: ConsumerProtocol, records: Sequence[Record]) -> None:
     commit. (FastStream's `nack` stops at the first such partition, and the partitions
     after it would be committed past records that were never applied.)
     """
-    for partition, offset in first_offsets(records).items():
+    for partition, offsets in offset_ranges(records).items():
         try:
-            consumer.seek(partition, offset)
+            consumer.seek(partition, offsets.start)
         except IllegalStateError:
             log.info("rewind_skipped_revoked", topic=partition.topic, partition=partition.partition)
 

@@ -132,8 +132,11 @@ class Decoded(NamedTuple):
 
     deliveries: list[Delivery]
     dead: list[DeadLetter]
-    #: Records in the batch, decoded or not.
-    size: int
+
+    @property
+    def size(self) -> int:
+        """Records in the batch: each is a delivery or a dead letter."""
+        return len(self.deliveries) + len(self.dead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +180,12 @@ class InboxConsumer(Generic[U]):
             more, more_dead = decode_records(records[first : first + DECODE_SLICE])
             deliveries += more
             dead += more_dead
-        return Decoded(deliveries, dead, len(records))
+        return Decoded(deliveries, dead)
 
     async def apply(self, decoded: Decoded) -> None:
         """Effects and inbox committed, dead letters published."""
-        deliveries, dead, size = decoded
+        deliveries, dead = decoded
+        size = decoded.size
         if not size:
             return
         tracing = tracer(__name__)

@@ -11,13 +11,14 @@ import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from contracts_schemas.claims import ClaimStatus
+from contracts_schemas.claims import ClaimStatus, ClaimStatusChanged
 from contracts_schemas.common import NotificationChannel
 from notifier.domain.messages import ChannelKind, message_key, normalize_msisdn
-from notifier_harness import Customer, now, operator_headers, running_notifier, until
-from notifier_servers import plain_text, running_sms_provider, running_smtp
+from notifier_harness import Customer, Running, now, operator_headers, running_notifier, until
+from notifier_servers import SmtpServer, plain_text, running_sms_provider, running_smtp
 from servicekit.clock import BERLIN
 
 pytestmark = pytest.mark.integration
@@ -32,13 +33,7 @@ async def test_cl4_claim_status_changed_on_kafka_yields_exactly_one_german_email
         # The same event delivered three times (a producer retry, a redelivery): NT-4.
         await notifier.publish(changed, changed, changed)
 
-        (delivery,) = await notifier.settled(erika.customer_id)
-        await smtp.handler.arrived.wait()
-
-        assert delivery["status"] == "sent"
-        assert delivery["message_key"] == erika.email_key(changed)
-        (envelope,) = smtp.handler.envelopes
-        assert envelope.rcpt_tos == [erika.email]
+        delivery = await _emailed_once(notifier, smtp, erika, changed)
         (email,) = smtp.handler.messages()
         assert email["Message-ID"] == f"<{delivery['message_key']}@portal.example>"
         assert email["Subject"] == "Neuer Bearbeitungsstand zu Ihrem Vorgang SCH-2026-000123"
@@ -66,13 +61,21 @@ async def test_cl5_nt3_a_status_change_read_before_the_registration_is_emailed_a
 
         await notifier.publish(erika.registered())
 
-        (delivery,) = await notifier.settled(erika.customer_id)
-        await smtp.handler.arrived.wait()
-        assert delivery["status"] == "sent"
-        assert delivery["message_key"] == erika.email_key(changed)
-        (envelope,) = smtp.handler.envelopes
-        assert envelope.rcpt_tos == [erika.email]
+        await _emailed_once(notifier, smtp, erika, changed)
         await notifier.waiting(erika.customer_id, 0)
+
+
+async def _emailed_once(
+    notifier: Running, smtp: SmtpServer, customer: Customer, event: ClaimStatusChanged
+) -> dict[str, Any]:
+    """The customer's one delivery: `event`'s e-mail, sent to their address and received."""
+    (delivery,) = await notifier.settled(customer.customer_id)
+    await smtp.handler.arrived.wait()
+    assert delivery["status"] == "sent"
+    assert delivery["message_key"] == customer.email_key(event)
+    (envelope,) = smtp.handler.envelopes
+    assert envelope.rcpt_tos == [customer.email]
+    return delivery
 
 
 async def test_nt4_sms_provider_failing_twice_then_accepting_yields_one_sms() -> None:

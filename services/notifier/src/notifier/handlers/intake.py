@@ -84,7 +84,7 @@ class Intake:
         views: dict[str, ContactView | None] = dict(await uow.contacts.lock(folding, now))
         views.update(await uow.contacts.read(planning - folding))
         planned: list[NewDelivery] = []
-        unknown: list[PlannedEvent] = []  # for customers not known yet (contacts.py)
+        unknown: list[tuple[str, PlannedEvent]] = []  # customers not known yet (contacts.py)
         changed: set[str] = set()
         for event in events:
             if isinstance(event, PLANNED_EVENT_TYPES):
@@ -92,7 +92,7 @@ class Intake:
                 view = views.get(planner) if planner is not None else None
                 messages_ = plan_messages(event, view, settings=self.plan_settings)
                 if not messages_ and planner is not None and (view is None or not view.known):
-                    unknown.append(event)  # nothing to plan with: no contact data yet
+                    unknown.append((planner, event))  # nothing to plan with: no contact data
                 else:
                     planned += self._prepared(event, messages_, now)
             if isinstance(event, CONTACT_EVENT_TYPES):
@@ -108,7 +108,7 @@ class Intake:
 
     async def _plan_or_wait(
         self,
-        unknown: list[PlannedEvent],
+        unknown: list[tuple[str, PlannedEvent]],
         views: dict[str, ContactView | None],
         changed: set[str],
         uow: NotifierUnitOfWork,
@@ -118,12 +118,10 @@ class Intake:
         again if their view (now locked: an instance folding the registration meanwhile has
         committed) is known, else kept waiting in it; then what waited in a view this batch
         made known."""
-        customers = {c for e in unknown if (c := customer_of_planned(e)) is not None}
+        customers = {customer for customer, _ in unknown}
         views.update(await uow.contacts.lock(customers - changed, now))
         planned: list[NewDelivery] = []
-        for event in unknown:
-            customer = customer_of_planned(event)
-            assert customer is not None
+        for customer, event in unknown:
             view = views.get(customer)
             if view is not None and view.known:
                 planned += self._plan(event, view, now)
